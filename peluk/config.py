@@ -1,0 +1,125 @@
+"""Reading ``config.json``: the common fields every model family shares, and ``AutoConfig``.
+
+Each family declares a dataclass whose field names are its ``config.json`` keys (see
+``peluk/models/bert.py``); keys a family does not use are kept in ``extra`` so that
+``save_pretrained`` writes them back unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from peluk.errors import ConfigError, ModelNotFoundError
+
+
+def read_json(path: str | os.PathLike) -> dict:
+    """Read a JSON object from ``path``, with errors that name the file and line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ModelNotFoundError(f"{path} does not exist") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path} is not UTF-8 text ({e})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a JSON object, found {type(data).__name__}")
+    return data
+
+
+@dataclass
+class PretrainedConfig:
+    """Fields every family shares. Subclasses add their architecture fields."""
+
+    model_type: str = ""
+    architectures: list[str] | None = None
+    id2label: dict[int, str] | None = None
+    label2id: dict[str, int] | None = None
+    problem_type: str | None = None  # regression | single_label_classification | multi_label_classification
+    pad_token_id: int | None = None
+    bos_token_id: int | None = None
+    eos_token_id: int | list[int] | None = None
+    tie_word_embeddings: bool = True
+    initializer_range: float = 0.02
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "config") -> "PretrainedConfig":
+        """Build a config from a ``config.json`` dict; unknown keys go to ``extra``."""
+        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        known = {k: v for k, v in data.items() if k in names}
+        extra = {k: v for k, v in data.items() if k not in names}
+        num_labels = extra.pop("num_labels", None)
+        try:
+            config = cls(**known, extra=extra)
+        except TypeError as e:
+            raise ConfigError(f"{source}: {e}") from None
+        if config.id2label is not None:
+            try:
+                config.id2label = {int(k): str(v) for k, v in config.id2label.items()}
+            except (ValueError, AttributeError):
+                raise ConfigError(f"{source}: id2label must map integer ids to label names") from None
+            if config.label2id is None:
+                config.label2id = {v: k for k, v in config.id2label.items()}
+        if num_labels is not None and config.id2label is None:
+            config.num_labels = int(num_labels)
+        return config
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.id2label) if self.id2label else 2
+
+    @num_labels.setter
+    def num_labels(self, n: int) -> None:
+        if self.id2label is None or len(self.id2label) != n:
+            self.id2label = {i: f"LABEL_{i}" for i in range(n)}
+            self.label2id = {v: k for k, v in self.id2label.items()}
+
+    def to_dict(self) -> dict:
+        data = dict(self.extra)
+        for f in dataclasses.fields(self):
+            if f.name != "extra":
+                data[f.name] = getattr(self, f.name)
+        if self.id2label is not None:
+            data["id2label"] = {str(k): v for k, v in self.id2label.items()}
+        return dict(sorted(data.items()))
+
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = directory / "config.json.tmp"
+        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, directory / "config.json")
+
+
+class AutoConfig:
+    """Reads ``config.json`` and returns the config class of its ``model_type``.
+
+    >>> config = AutoConfig.from_pretrained("path/to/bert")   # doctest: +SKIP
+    >>> config.hidden_size                                     # doctest: +SKIP
+    768
+    """
+
+    @staticmethod
+    def from_pretrained(name_or_path: str | os.PathLike, revision: str | None = None, **overrides) -> PretrainedConfig:
+        from peluk.hub import resolve
+        from peluk.models import family
+
+        directory = resolve(name_or_path, revision)
+        path = directory / "config.json" if directory.is_dir() else directory
+        if directory.is_dir() and not path.exists():
+            raise ModelNotFoundError(f"{directory} has no config.json; is it a model directory?")
+        data = read_json(path)
+        data.update(overrides)
+        if "model_type" not in data:
+            raise ConfigError(f"{path} has no 'model_type' field")
+        module = family(data["model_type"], source=str(path))
+        return module.config_class(data["model_type"]).from_dict(data, source=str(path))

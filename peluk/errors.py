@@ -1,0 +1,56 @@
+"""The exception tree of peluk.
+
+Every error peluk raises on purpose derives from :class:`PelukError`, and also from the
+built-in exception a caller would naturally catch (``FileNotFoundError``, ``ValueError``,
+``KeyError``), so both ``except peluk.errors.PelukError`` and ``except ValueError`` work.
+Messages name the file, key or field at fault and say what to do about it.
+
+    PelukError
+    ├── ModelNotFoundError      (FileNotFoundError)  no such directory / repo / weight file
+    ├── ConfigError             (ValueError)         unreadable or invalid config.json
+    │   └── UnsupportedModelError                    model_type peluk does not implement
+    ├── WeightsError            (ValueError)         corrupt file, missing/unexpected keys, shapes
+    ├── TokenizerError          (ValueError)         no usable tokenizer files, bad arguments
+    └── PipelineError           (ValueError)         unknown task, no default model, bad input
+"""
+
+from __future__ import annotations
+
+
+class PelukError(Exception):
+    """Base class of every error peluk raises deliberately."""
+
+
+class ModelNotFoundError(PelukError, FileNotFoundError):
+    """A model directory, repository or weight file does not exist."""
+
+
+class ConfigError(PelukError, ValueError):
+    """config.json (or another JSON file) is missing a field, has a bad value, or is not JSON."""
+
+
+class UnsupportedModelError(ConfigError):
+    """The config's ``model_type`` (or a feature it asks for) is not implemented by peluk."""
+
+
+class WeightsError(PelukError, ValueError):
+    """A checkpoint cannot be loaded: corrupt file, missing or unexpected keys, wrong shapes."""
+
+
+class TokenizerError(PelukError, ValueError):
+    """No usable tokenizer files, or invalid tokenizer arguments."""
+
+
+class PipelineError(PelukError, ValueError):
+    """Unknown task, a task without a default model, or input a pipeline cannot take."""
+
+
+__all__ = [
+    "PelukError",
+    "ModelNotFoundError",
+    "ConfigError",
+    "UnsupportedModelError",
+    "WeightsError",
+    "TokenizerError",
+    "PipelineError",
+]

@@ -1,0 +1,1 @@
+"""Shared building blocks with plain arguments (no model configs): attention, layers."""

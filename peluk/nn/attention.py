@@ -1,0 +1,105 @@
+"""Scaled dot-product attention, padding masks, and the attention capture hook.
+
+``attend`` is the one attention function every model calls. By default it runs PyTorch's
+fused SDPA kernel; inside ``capture_attention()`` it runs the eager reference below, which
+computes the probabilities explicitly and hands them to the capture list. Models therefore
+never thread ``output_attentions`` flags through their layers.
+
+>>> with capture_attention() as maps:          # doctest: +SKIP
+...     model(**inputs)
+>>> maps[0].shape                              # (B, H, T, S) of the first attention call
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import math
+
+import torch
+import torch.nn.functional as F
+
+# The active capture list, or None. A ContextVar keeps captures of concurrent requests
+# (threads, asyncio tasks) apart.
+_capture: contextvars.ContextVar[list | None] = contextvars.ContextVar("peluk_attention_capture", default=None)
+
+
+@contextlib.contextmanager
+def capture_attention():
+    """Record the attention probabilities of every ``attend`` call made inside the block.
+
+    Yields a list that fills with one ``(B, H, T, S)`` float tensor per call, in call order
+    (for an encoder: one per layer). Captured tensors are detached.
+    """
+    maps: list[torch.Tensor] = []
+    token = _capture.set(maps)
+    try:
+        yield maps
+    finally:
+        _capture.reset(token)
+
+
+def padding_mask(attention_mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    """Turn a (B, S) 1/0 attention mask into an additive (B, 1, 1, S) bias.
+
+    Returns None when nothing is masked, which lets SDPA take its fastest kernel.
+    Masked positions get the dtype's most negative value (as transformers does), so a
+    fully masked row still yields finite (uniform) probabilities instead of NaN.
+    """
+    if attention_mask is None or bool(attention_mask.all()):
+        return None
+    bias = torch.zeros(attention_mask.shape, dtype=dtype, device=attention_mask.device)
+    bias.masked_fill_(attention_mask == 0, torch.finfo(dtype).min)
+    return bias[:, None, None, :]  # (B, 1, 1, S)
+
+
+def attend(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    dropout: float = 0.0,
+    scale: float | None = None,
+    is_causal: bool = False,
+) -> torch.Tensor:
+    """Attention over q (B, H, T, D) and k, v (B, Hkv, S, D); returns (B, H, T, D).
+
+    Args:
+        mask: additive float bias broadcastable to (B, H, T, S), or None.
+        dropout: attention-probability dropout (pass 0.0 in eval mode).
+        scale: defaults to 1/sqrt(D).
+        is_causal: apply a causal mask aligned to the end of the keys (T <= S).
+    """
+    if k.shape[1] != q.shape[1]:  # grouped-query attention: share each kv head across H/Hkv heads
+        k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
+        v = v.repeat_interleave(q.shape[1] // v.shape[1], dim=1)
+    maps = _capture.get()
+    if maps is None:
+        # SDPA's own is_causal aligns the triangle to the top-left; we need it aligned to the
+        # end of the keys (a cached decode step has T < S), so build it unless T == S.
+        if is_causal and (mask is not None or q.shape[-2] != k.shape[-2]):
+            mask, is_causal = _with_causal(mask, q, k), False
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=is_causal, scale=scale)
+    return _eager(q, k, v, mask, dropout, scale, is_causal, maps)
+
+
+def _with_causal(mask: torch.Tensor | None, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    T, S = q.shape[-2], k.shape[-2]
+    causal = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(S - T)
+    bias = torch.zeros(T, S, dtype=q.dtype, device=q.device).masked_fill_(~causal, torch.finfo(q.dtype).min)
+    return bias if mask is None else mask + bias
+
+
+def _eager(q, k, v, mask, dropout, scale, is_causal, maps) -> torch.Tensor:
+    """The readable reference: softmax(q kᵀ / √D + mask) v, recording the probabilities."""
+    scale = scale if scale is not None else 1.0 / math.sqrt(q.shape[-1])
+    scores = torch.matmul(q, k.transpose(-1, -2)) * scale  # (B, H, T, S)
+    if is_causal:
+        mask = _with_causal(mask, q, k)
+    if mask is not None:
+        scores = scores + mask
+    probs = torch.softmax(scores.float(), dim=-1).to(q.dtype)
+    maps.append(probs.detach())
+    if dropout > 0.0:
+        probs = F.dropout(probs, p=dropout)
+    return torch.matmul(probs, v)  # (B, H, T, D)

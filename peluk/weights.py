@@ -1,0 +1,166 @@
+"""Checkpoint files → state dicts, and back.
+
+Reads ``model.safetensors``, sharded checkpoints (``*.index.json``) and legacy
+``pytorch_model.bin`` files (``torch.load(weights_only=True)``: tensors only, never
+arbitrary pickled code). Writes safetensors, sharded when asked, atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from peluk.config import read_json
+from peluk.errors import ModelNotFoundError, WeightsError
+
+# Looked for in this order, as transformers does (safetensors preferred).
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+
+
+def find_weights(directory: Path) -> Path:
+    """Return the checkpoint file (or shard index) in ``directory``."""
+    for name in WEIGHT_FILES:
+        if (directory / name).exists():
+            return directory / name
+    present = sorted(p.name for p in directory.iterdir()) if directory.is_dir() else []
+    raise ModelNotFoundError(
+        f"no weights in {directory}: looked for {', '.join(WEIGHT_FILES)}; found {present or 'nothing'}"
+    )
+
+
+def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read every tensor of a checkpoint: a directory, a weight file or a shard index."""
+    path = Path(path)
+    if path.is_dir():
+        path = find_weights(path)
+    if path.name.endswith(".index.json"):
+        index = read_json(path)
+        try:
+            shards = sorted(set(index["weight_map"].values()))
+        except (KeyError, AttributeError):
+            raise WeightsError(f"{path} has no 'weight_map' object") from None
+        state: dict[str, torch.Tensor] = {}
+        for shard in shards:
+            state.update(_load_file(path.parent / shard))
+        missing = sorted(set(index["weight_map"]) - set(state))
+        if missing:
+            raise WeightsError(f"{path} lists tensors its shards do not contain: {missing[:10]}")
+        return state
+    return _load_file(path)
+
+
+def _load_file(path: Path) -> dict[str, torch.Tensor]:
+    if not path.exists():
+        raise ModelNotFoundError(f"weight file {path} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(path)
+        except (SafetensorError, OSError, ValueError) as e:
+            raise WeightsError(f"{path} is not a readable safetensors file ({e}); the file may be truncated or corrupt") from None
+    if path.suffix in (".bin", ".pt", ".pth"):
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # pickle, zip and unpickler errors have no common base class
+            raise WeightsError(f"{path} could not be read as a tensor-only PyTorch checkpoint: {e}") from None
+        if not isinstance(state, dict):
+            raise WeightsError(f"{path} holds a {type(state).__name__}, not a state dict")
+        return state
+    raise WeightsError(f"{path}: unknown weight file type {path.suffix!r}")
+
+
+def save_state_dict(
+    state: dict[str, torch.Tensor],
+    directory: str | os.PathLike,
+    safe_serialization: bool = True,
+    max_shard_size: int | str | None = None,
+) -> list[Path]:
+    """Write ``state`` to ``directory`` as transformers names its files; returns the files.
+
+    Every file is written to a temporary name and renamed into place, so an interrupted
+    save never leaves a truncated checkpoint under the final name.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    base, ext = ("model", ".safetensors") if safe_serialization else ("pytorch_model", ".bin")
+    # Tied weights share storage; safetensors refuses shared tensors, so store each storage once.
+    seen: dict[tuple, str] = {}
+    tensors: dict[str, torch.Tensor] = {}
+    for name, t in state.items():
+        key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape))
+        if key in seen:
+            continue
+        seen[key] = name
+        tensors[name] = t.detach().contiguous().cpu()
+    shards = _split(tensors, _parse_size(max_shard_size))
+    written = []
+    for i, shard in enumerate(shards):
+        name = f"{base}{ext}" if len(shards) == 1 else f"{base}-{i + 1:05d}-of-{len(shards):05d}{ext}"
+        _atomic_write(directory / name, lambda p, s=shard: _write(s, p, safe_serialization))
+        written.append(directory / name)
+    if len(shards) > 1:
+        index = {
+            "metadata": {"total_size": sum(t.numel() * t.element_size() for t in tensors.values())},
+            "weight_map": {k: p.name for p, s in zip(written, shards) for k in s},
+        }
+        index_path = directory / f"{base}{ext}.index.json"
+        _atomic_write(index_path, lambda p: p.write_text(json.dumps(index, indent=2) + "\n"))
+        written.append(index_path)
+    return written
+
+
+def _write(tensors: dict[str, torch.Tensor], path: Path, safe: bool) -> None:
+    if safe:
+        from safetensors.torch import save_file
+
+        save_file(tensors, path, metadata={"format": "pt"})
+    else:
+        torch.save(tensors, path)
+
+
+def _atomic_write(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _parse_size(size: int | str | None) -> int | None:
+    if size is None or isinstance(size, int):
+        return size
+    units = {"KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
+    s = size.strip().upper()
+    for unit, factor in sorted(units.items(), key=lambda u: -len(u[0])):
+        if s.endswith(unit):
+            return int(float(s[: -len(unit)]) * factor)
+    return int(s)
+
+
+def _split(tensors: dict[str, torch.Tensor], limit: int | None) -> list[dict[str, torch.Tensor]]:
+    if limit is None:
+        return [tensors]
+    shards: list[dict[str, torch.Tensor]] = [{}]
+    size = 0
+    for name, t in tensors.items():
+        n = t.numel() * t.element_size()
+        if shards[-1] and size + n > limit:
+            shards.append({})
+            size = 0
+        shards[-1][name] = t
+        size += n
+    return shards
