@@ -83,6 +83,11 @@ class PretrainedConfig:
             self.id2label = {i: f"LABEL_{i}" for i in range(n)}
             self.label2id = {v: k for k, v in self.id2label.items()}
 
+    @property
+    def max_input_length(self) -> int | None:
+        """The longest input the model's position table allows (None: unbounded)."""
+        return self.extra.get("max_position_embeddings") or getattr(self, "max_position_embeddings", None)
+
     def to_dict(self) -> dict:
         data = dict(self.extra)
         for f in dataclasses.fields(self):

@@ -65,6 +65,7 @@ class PreTrainedModel(nn.Module):
 
     prefix: str | None = None
     tied: dict[str, str] = {}
+    name_or_path: str | None = None  # the directory it was loaded from
 
     def __init__(self, config: PretrainedConfig):
         super().__init__()
@@ -131,8 +132,10 @@ class PreTrainedModel(nn.Module):
             if num_labels is not None:
                 config.num_labels = num_labels
         state = load_state_dict(directory)
-        return cls.from_state_dict(config, state, dtype=dtype, device=device,
-                                   ignore_mismatched_sizes=ignore_mismatched_sizes, source=str(directory))
+        model = cls.from_state_dict(config, state, dtype=dtype, device=device,
+                                    ignore_mismatched_sizes=ignore_mismatched_sizes, source=str(directory))
+        model.name_or_path = str(directory)
+        return model
 
     @classmethod
     def from_state_dict(cls, config, state, *, dtype=None, device=None, ignore_mismatched_sizes=False, source="state dict"):

@@ -46,6 +46,12 @@ class BertConfig(PretrainedConfig):
     position_embedding_type: str = "absolute"
     classifier_dropout: float | None = None
 
+    @property
+    def max_input_length(self) -> int:
+        # RoBERTa numbers positions from pad_token_id + 1, so that many table rows are unusable
+        offset = self.pad_token_id + 1 if self.model_type in ("roberta", "xlm-roberta") else 0
+        return self.max_position_embeddings - offset
+
 
 @dataclass
 class DistilBertConfig(PretrainedConfig):

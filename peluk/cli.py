@@ -1,0 +1,196 @@
+"""The ``peluk`` command.
+
+    peluk demo [--json]                                 embeddings and similarity with the packaged MiniLM
+    peluk run TASK "text" ... [--model M] [--json]      any pipeline task on the given texts
+    peluk info MODEL [--json]                           architecture, parameters, dtype, files, tokenizer
+
+Human-readable output by default; ``--json`` prints one JSON document.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+DEMO_SENTENCES = [
+    "Saya seorang siswa.",
+    "I am a student.",
+    "Harga beras naik minggu ini.",
+    "The price of rice rose this week.",
+    "Kucing itu tidur di atas sofa.",
+]
+
+
+def cmd_demo(args) -> int:
+    """The main job for now: embed a few sentences with the packaged model and compare them."""
+    import time
+
+    from peluk import pipeline
+
+    t0 = time.perf_counter()
+    embed = pipeline("sentence-embeddings", dtype=args.dtype)
+    loaded = time.perf_counter() - t0
+    vectors = embed(DEMO_SENTENCES)
+    sims = vectors @ vectors.T
+    if args.json:
+        print(json.dumps({"model": embed.model.name_or_path, "sentences": DEMO_SENTENCES,
+                          "dimension": int(vectors.shape[1]), "similarity": sims.round(4).tolist()}))
+        return 0
+    print(f"peluk demo: all-MiniLM-L6-v2 (packaged, offline), loaded in {loaded:.2f}s, "
+          f"{vectors.shape[1]}-dimensional sentence embeddings\n")
+    for i, s in enumerate(DEMO_SENTENCES):
+        best = max((j for j in range(len(DEMO_SENTENCES)) if j != i), key=lambda j: sims[i, j])
+        print(f"  {s:38s} closest: {DEMO_SENTENCES[best]!r} (cosine {sims[i, best]:.3f})")
+    print("\nTry: peluk run sentence-similarity \"Saya suka kopi\" \"I like coffee\" \"Hujan turun\"")
+    return 0
+
+
+def _task_inputs(task: str, texts: list[str], args):
+    if task == "question-answering":
+        if not args.context:
+            raise SystemExit("peluk run question-answering needs --context TEXT (the questions are the texts)")
+        return [{"question": q, "context": args.context} for q in texts]
+    if task == "sentence-similarity":
+        if len(texts) < 2:
+            raise SystemExit("peluk run sentence-similarity needs a source sentence and at least one more")
+        return {"source_sentence": texts[0], "sentences": texts[1:]}
+    if args.pair:
+        return [{"text": t, "text_pair": args.pair} for t in texts]
+    return texts
+
+
+def cmd_run(args) -> int:
+    from peluk import pipeline
+    from peluk.pipelines import ALIASES
+
+    task = ALIASES.get(args.task, args.task)
+    params = {}
+    if args.labels:
+        params["candidate_labels"] = [x.strip() for x in args.labels.split(",") if x.strip()]
+    if args.top_k is not None:
+        params["top_k"] = args.top_k
+    pipe = pipeline(task, model=args.model, dtype=args.dtype)
+    result = pipe(_task_inputs(task, args.texts, args), **params)
+    if hasattr(result, "tolist"):
+        result = result.tolist()
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+        return 0
+    if task == "sentence-similarity":
+        for s, score in zip(args.texts[1:], result):
+            print(f"{score:7.4f}  {s}")
+    elif task in ("sentence-embeddings", "feature-extraction"):
+        for t, vec in zip(args.texts, result):
+            flat = vec if task == "sentence-embeddings" else vec[0][0]
+            print(f"{t}\n  [{', '.join(f'{x:.4f}' for x in flat[:6])}, ...] ({len(flat)} dims"
+                  + ("" if task == "sentence-embeddings" else f", first of {len(vec[0])} tokens") + ")")
+    else:
+        for t, r in zip(args.texts, result):
+            print(t)
+            for line in _lines(r):
+                print("  " + line)
+    return 0
+
+
+def _lines(r) -> list[str]:
+    """One readable line per label / entity / answer / candidate."""
+    if isinstance(r, dict) and "labels" in r:  # zero-shot
+        return [f"{s:.4f}  {label}" for label, s in zip(r["labels"], r["scores"])]
+    items = r if isinstance(r, list) else [r]
+    out = []
+    for x in items:
+        if isinstance(x, list):
+            out.extend(_lines(x))
+        elif "answer" in x:
+            out.append(f"{x['score']:.4f}  {x['answer']!r} (chars {x['start']}-{x['end']})")
+        elif "token_str" in x:
+            out.append(f"{x['score']:.4f}  {x['token_str']!r}  → {x['sequence']}")
+        elif "word" in x:
+            out.append(f"{x['score']:.4f}  {x.get('entity_group') or x.get('entity')}: {x['word']!r} ({x['start']}-{x['end']})")
+        else:
+            out.append(f"{x['score']:.4f}  {x['label']}")
+    return out
+
+
+def cmd_info(args) -> int:
+    from peluk.config import AutoConfig
+    from peluk.hub import resolve
+    from peluk.models import AutoModel
+
+    directory = resolve(args.model)
+    config = AutoConfig.from_pretrained(directory)
+    model = AutoModel.from_pretrained(directory)
+    files = sorted(p.name for p in directory.iterdir() if p.is_file())
+    info = {
+        "path": str(directory),
+        "model_type": config.model_type,
+        "architectures": config.architectures,
+        "parameters": model.num_parameters(),
+        "dtype": str(model.dtype).removeprefix("torch."),
+        "labels": config.id2label,
+        "files": {name: (directory / name).stat().st_size for name in files},
+    }
+    try:
+        from peluk.tokenizer import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(directory)
+        info["tokenizer"] = {"class": type(tok).__name__, "vocab_size": len(tok),
+                             "model_max_length": tok.model_max_length, "special_tokens": tok.all_special_tokens}
+    except Exception as e:  # a model without a tokenizer is still worth describing
+        info["tokenizer"] = {"error": str(e)}
+    if args.json:
+        print(json.dumps(info, ensure_ascii=False))
+        return 0
+    print(f"{directory}\n  architecture: {config.model_type} {', '.join(config.architectures or [])}")
+    print(f"  parameters:   {info['parameters']:,} ({info['dtype']})")
+    if config.id2label:
+        print(f"  labels:       {', '.join(config.id2label.values())}")
+    t = info["tokenizer"]
+    described = t.get("error") or f"vocab {t['vocab_size']:,}, max length {t['model_max_length']}"
+    print(f"  tokenizer:    {described}")
+    print("  files:")
+    for name, size in info["files"].items():
+        print(f"    {name:40s} {size / 1e6:9.2f} MB")
+    return 0
+
+
+COMMANDS = {"demo": cmd_demo, "run": cmd_run, "info": cmd_info}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="peluk", description="Offline Hugging Face stack: models, pipelines, tools.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="sentence embeddings and similarity with the packaged all-MiniLM-L6-v2")
+    run = sub.add_parser("run", help="run a pipeline task on texts")
+    run.add_argument("task", help="e.g. sentiment-analysis, fill-mask, ner, question-answering, zero-shot-classification")
+    run.add_argument("texts", nargs="+", help="input texts (questions for question-answering)")
+    run.add_argument("--model", help="model directory (default: the task's packaged model, where it has one)")
+    run.add_argument("--pair", help="second text of a text pair (text-classification)")
+    run.add_argument("--context", help="the context for question-answering")
+    run.add_argument("--labels", help="comma-separated candidate labels for zero-shot-classification")
+    run.add_argument("--top-k", type=int, dest="top_k")
+    info = sub.add_parser("info", help="describe a model directory")
+    info.add_argument("model")
+    for p in (demo, run, info):
+        p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    for p in (demo, run):
+        p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from peluk.errors import PelukError
+
+    try:
+        return COMMANDS[args.command](args)
+    except PelukError as e:
+        print(f"peluk {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+

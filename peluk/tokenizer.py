@@ -1,0 +1,781 @@
+"""Tokenizers over Hugging Face's Rust ``tokenizers`` library, behaving as transformers' do.
+
+``Tokenizer.from_pretrained(directory)`` returns the same ids, masks, offsets, overflow windows
+and decoded text as ``transformers.AutoTokenizer.from_pretrained(directory)`` for the same files.
+It reads ``tokenizer.json`` when present, else ``vocab.txt`` (BERT WordPiece) or ``vocab.json`` +
+``merges.txt`` (byte-level BPE as in GPT-2 and RoBERTa), together with ``tokenizer_config.json``
+and ``special_tokens_map.json``.
+
+transformers 5 rebuilds the pipeline of the BERT, RoBERTa and GPT-2 tokenizer classes (and their
+aliases) from ``tokenizer_config.json`` options, taking only the vocabulary from
+``tokenizer.json``; peluk does the same for those classes, so a ``tokenizer.json`` that disagrees
+with its config tokenizes as it does in transformers. Other classes use ``tokenizer.json`` as is.
+
+Truncation and padding run in Rust, and overflowing windows are flattened into the batch with an
+``overflow_to_sample_mapping``, as in transformers' fast tokenizers (question answering with a
+document stride depends on this).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from tokenizers import AddedToken, Encoding, decoders, normalizers, pre_tokenizers, processors
+from tokenizers import Tokenizer as RustTokenizer
+from tokenizers.models import BPE, WordPiece
+
+from peluk.config import read_json
+from peluk.errors import TokenizerError
+from peluk.hub import resolve
+
+logger = logging.getLogger(__name__)
+
+VERY_LARGE_INTEGER = int(1e30)  # transformers' model_max_length when a model sets none
+LARGE_INTEGER = int(1e20)  # a model_max_length above this means "no limit"
+
+SPECIAL_TOKEN_NAMES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
+
+# Tokenizer classes whose transformers implementation rebuilds the pipeline from the config.
+_FAMILY = {
+    **dict.fromkeys(
+        ["BertTokenizer", "DistilBertTokenizer", "ElectraTokenizer", "ConvBertTokenizer",
+         "SqueezeBertTokenizer", "MobileBertTokenizer", "LayoutLMTokenizer"],
+        "wordpiece",
+    ),
+    **dict.fromkeys(["RobertaTokenizer", "BartTokenizer", "LongformerTokenizer"], "roberta"),
+    "GPT2Tokenizer": "gpt2",
+}
+# Classes whose model_input_names include token_type_ids; all others return ids and mask only.
+_WITH_TOKEN_TYPES = {
+    "BertTokenizer", "ElectraTokenizer", "ConvBertTokenizer", "SqueezeBertTokenizer", "MobileBertTokenizer",
+    "LayoutLMTokenizer", "DPRContextEncoderTokenizer", "DPRQuestionEncoderTokenizer", "LxmertTokenizer",
+    "DebertaTokenizer", "DebertaV2Tokenizer", "FNetTokenizer", "CanineTokenizer", "MarkupLMTokenizer",
+    "TapasTokenizer", "LayoutLMv2Tokenizer",
+}
+_LEFT_PADDING = {"LlamaTokenizer", "CodeLlamaTokenizer", "GemmaTokenizer", "CohereTokenizer", "XLNetTokenizer"}
+# The class AutoTokenizer picks from config.json's model_type when tokenizer_config names none
+# (transformers maps distilbert to BertTokenizer here, so such tokenizers return token_type_ids).
+_CLASS_FOR_MODEL_TYPE = {
+    "bert": "BertTokenizer", "distilbert": "BertTokenizer", "electra": "BertTokenizer",
+    "mobilebert": "BertTokenizer", "roberta": "RobertaTokenizer", "bart": "RobertaTokenizer",
+    "longformer": "RobertaTokenizer", "gpt2": "GPT2Tokenizer", "deberta": "DebertaTokenizer",
+    "deberta-v2": "DebertaV2Tokenizer",
+}
+# The special tokens each family's transformers class defaults to when the config names none.
+_DEFAULT_SPECIALS = {
+    "wordpiece": {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
+                  "mask_token": "[MASK]"},
+    "roberta": {"bos_token": "<s>", "eos_token": "</s>", "sep_token": "</s>", "cls_token": "<s>",
+                "unk_token": "<unk>", "pad_token": "<pad>", "mask_token": "<mask>"},
+    "gpt2": {"unk_token": "<|endoftext|>", "bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>"},
+}
+_PADDING = {"longest", "max_length", "do_not_pad"}
+_TRUNCATION = {"longest_first", "only_first", "only_second", "do_not_truncate"}
+# Keys of tokenizer_config.json that describe files or load-time state, never written back.
+_NOT_SAVED = {
+    "added_tokens_decoder", "additional_special_tokens", "extra_special_tokens", "name_or_path",
+    "tokenizer_file", "vocab_file", "merges_file", "special_tokens_map_file", "tokenizer_class",
+}
+
+
+class CharSpan(NamedTuple):
+    """A character span ``[start, end)`` in the original text."""
+
+    start: int
+    end: int
+
+
+class BatchEncoding(dict):
+    """The output of a tokenizer call: a dict of lists (or tensors) with attribute access.
+
+    ``encodings`` keeps the Rust ``tokenizers.Encoding`` of every row (after overflow
+    flattening), which answers word and character alignment questions cheaply.
+    """
+
+    def __init__(self, data: dict[str, Any], encodings: list[Encoding] | None = None):
+        super().__init__(data)
+        self.encodings = encodings
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __getitem__(self, key: str | int) -> Any:
+        # transformers' BatchEncoding returns the Rust Encoding for an integer key.
+        if isinstance(key, int) and self.encodings is not None:
+            return self.encodings[key]
+        return super().__getitem__(key)
+
+    def tokens(self, batch_index: int = 0) -> list[str]:
+        """The token strings of row ``batch_index``."""
+        return self.encodings[batch_index].tokens
+
+    def word_ids(self, batch_index: int = 0) -> list[int | None]:
+        """For each token of row ``batch_index``, the index of the word it came from (None for specials)."""
+        return self.encodings[batch_index].word_ids
+
+    def sequence_ids(self, batch_index: int = 0) -> list[int | None]:
+        """For each token of row ``batch_index``: 0 (first text), 1 (pair) or None (special, padding)."""
+        return self.encodings[batch_index].sequence_ids
+
+    def char_to_token(self, batch_or_char_index: int, char_index: int | None = None, sequence_index: int = 0):
+        """The token covering a character: ``char_to_token(char)`` or ``char_to_token(row, char)``."""
+        row, char = (0, batch_or_char_index) if char_index is None else (batch_or_char_index, char_index)
+        return self.encodings[row].char_to_token(char, sequence_index)
+
+    def token_to_chars(self, batch_or_token_index: int, token_index: int | None = None) -> CharSpan | None:
+        """The character span of a token: ``token_to_chars(token)`` or ``token_to_chars(row, token)``."""
+        row, token = (0, batch_or_token_index) if token_index is None else (batch_or_token_index, token_index)
+        span = self.encodings[row].token_to_chars(token)
+        return CharSpan(*span) if span is not None else None
+
+    def to(self, device) -> "BatchEncoding":
+        """Move every tensor to ``device`` (values without ``.to`` are left alone); returns self."""
+        for key, value in self.items():
+            if hasattr(value, "to"):
+                self[key] = value.to(device)
+        return self
+
+
+def _as_added_token(value: Any, special: bool | None = None) -> AddedToken | str:
+    """Turn a serialized token (a string, or a dict with "content") into what transformers uses."""
+    if isinstance(value, dict):
+        fields = {k: v for k, v in value.items() if k not in ("__type", "id", "special")}
+        special = value.get("special", special)
+        return AddedToken(**fields, special=bool(special)) if special is not None else AddedToken(**fields)
+    return value
+
+
+def _named_token(name: str) -> property:
+    def get(self) -> str | None:
+        value = self._special.get(name)
+        return None if value is None else str(value)
+
+    def set(self, value: str | AddedToken | None) -> None:
+        self._special[name] = value
+
+    return property(get, set, doc=f"The {name.replace('_', ' ')} (a string), or None if the tokenizer has none.")
+
+
+def _named_token_id(name: str) -> property:
+    def get(self) -> int | None:
+        value = self._special.get(name)
+        return None if value is None else self.convert_tokens_to_ids(str(value))
+
+    def set(self, value: int | None) -> None:
+        self._special[name] = None if value is None else self.convert_ids_to_tokens(value)
+
+    return property(get, set, doc=f"The id of the {name.replace('_', ' ')}, or None.")
+
+
+class Tokenizer:
+    """A Rust ``tokenizers.Tokenizer`` plus the settings transformers keeps beside it.
+
+    Build one with :meth:`from_pretrained`; calling it tokenizes text.
+
+    >>> tok = Tokenizer.from_pretrained("path/to/bert")  # doctest: +SKIP
+    >>> tok("Hello world!")["input_ids"]  # doctest: +SKIP
+    [101, 7592, 2088, 999, 102]
+    """
+
+    def __init__(self, backend: RustTokenizer, config: dict[str, Any], tokenizer_class: str = ""):
+        """Wrap ``backend``; ``config`` holds tokenizer_config.json keys (special tokens already resolved)."""
+        self.backend = backend
+        self.tokenizer_class = tokenizer_class
+        self._config = config
+        self._special: dict[str, Any] = {name: config.get(name) for name in SPECIAL_TOKEN_NAMES}
+        # transformers treats any other "*_token" string key as a named, model-specific special token.
+        for key, value in config.items():
+            if key.endswith("_token") and key not in self._special and isinstance(value, (str, AddedToken)):
+                self._special[key] = value
+        extra = config.get("extra_special_tokens") or config.get("additional_special_tokens") or []
+        extra = extra.values() if isinstance(extra, dict) else extra
+        self._extra = [_as_added_token(t, True) for t in extra]
+        max_length = config.get("model_max_length")
+        self.model_max_length = VERY_LARGE_INTEGER if max_length is None else max_length
+        self.padding_side = config.get("padding_side", "left" if tokenizer_class in _LEFT_PADDING else "right")
+        self.truncation_side = config.get("truncation_side", "right")
+        for side in (self.padding_side, self.truncation_side):
+            if side not in ("left", "right"):
+                raise TokenizerError(f"padding_side and truncation_side must be 'left' or 'right', got {side!r}")
+        self.clean_up_tokenization_spaces = bool(config.get("clean_up_tokenization_spaces", False))
+        default_names = ["input_ids", "attention_mask"]
+        if tokenizer_class in _WITH_TOKEN_TYPES:
+            default_names.insert(1, "token_type_ids")
+        self.model_input_names = list(config.get("model_input_names", default_names))
+        self.chat_template = config.get("chat_template")
+        self._rust_settings: tuple | None = None  # truncation/padding last set on the backend
+        self._warned_too_long = False
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike, revision: str | None = None, **kwargs) -> "Tokenizer":
+        """Load the tokenizer stored in a model directory.
+
+        Args:
+            name_or_path: a directory (or a name ``peluk.hub.resolve`` knows).
+            revision: passed to ``peluk.hub.resolve``.
+            **kwargs: override tokenizer_config.json keys, e.g. ``model_max_length=128``,
+                ``padding_side="left"``, ``do_lower_case=False``, ``pad_token="<pad>"``.
+
+        Returns:
+            A :class:`Tokenizer`.
+
+        Raises:
+            ModelNotFoundError: ``name_or_path`` does not exist.
+            TokenizerError: the directory holds no tokenizer files, or they cannot be read.
+        """
+        directory = resolve(name_or_path, revision)
+        if not directory.is_dir():
+            raise TokenizerError(f"{directory} is not a directory; pass the directory that holds tokenizer.json")
+        files = {name: directory / name for name in (
+            "tokenizer.json", "vocab.txt", "vocab.json", "merges.txt", "tokenizer_config.json",
+            "special_tokens_map.json", "config.json")}
+        config = read_json(files["tokenizer_config.json"]) if files["tokenizer_config.json"].exists() else {}
+        model_type = read_json(files["config.json"]).get("model_type", "") if files["config.json"].exists() else ""
+        class_name = (config.get("tokenizer_class") or _CLASS_FOR_MODEL_TYPE.get(model_type) or "").removesuffix("Fast")
+        family = _FAMILY.get(class_name)
+
+        data = backend = None
+        if files["tokenizer.json"].exists():
+            # transformers ignores these two next to a tokenizer.json (its post-processor decides).
+            config.pop("add_bos_token", None)
+            config.pop("add_eos_token", None)
+            if family is not None:
+                data = _read_tokenizer_json(files["tokenizer.json"])
+                expected = "WordPiece" if family == "wordpiece" else "BPE"
+                if data.get("model", {}).get("type", expected) != expected:
+                    family = data = None  # a class name that does not fit the file: trust the file
+            if family is None:
+                try:
+                    backend = RustTokenizer.from_file(str(files["tokenizer.json"]))
+                except Exception as e:
+                    raise TokenizerError(f"{files['tokenizer.json']} is not a valid tokenizer.json: {e}") from None
+        elif files["vocab.txt"].exists():
+            if family != "wordpiece":
+                family, class_name = "wordpiece", "BertTokenizer"
+        elif files["vocab.json"].exists() and files["merges.txt"].exists():
+            if family not in ("roberta", "gpt2"):
+                family = "roberta" if class_name.startswith("Roberta") or model_type == "roberta" else "gpt2"
+                class_name = {"roberta": "RobertaTokenizer", "gpt2": "GPT2Tokenizer"}[family]
+        else:
+            raise TokenizerError(
+                f"no tokenizer files in {directory}: looked for tokenizer.json, vocab.txt, or vocab.json with "
+                "merges.txt. Copy the tokenizer files of the model into this directory."
+            )
+
+        config.update(kwargs)
+        for name, value in _DEFAULT_SPECIALS.get(family, {}).items():
+            config.setdefault(name, value)
+        if "added_tokens_decoder" in config:
+            added = {int(i): _as_added_token(t) for i, t in config["added_tokens_decoder"].items()}
+        else:
+            # Without added_tokens_decoder, transformers falls back to the legacy files.
+            if files["special_tokens_map.json"].exists():
+                for key, value in read_json(files["special_tokens_map.json"]).items():
+                    if key not in kwargs:
+                        config[key] = ([_as_added_token(v, True) for v in value] if isinstance(value, list)
+                                       else _as_added_token(value, True))
+            if data is not None:
+                added = {t["id"]: _as_added_token(t) for t in data.get("added_tokens", [])}
+            else:
+                added = backend.get_added_tokens_decoder() if backend is not None else {}
+        by_content = {str(t): t for t in added.values()}
+        for name in SPECIAL_TOKEN_NAMES:
+            value = _as_added_token(config.get(name), True)
+            config[name] = by_content.get(str(value), value) if value is not None else None
+
+        if family == "wordpiece":
+            vocab = data["model"]["vocab"] if data else str(files["vocab.txt"])
+            backend = _build(family, config, vocab)
+        elif family is not None:
+            if data:
+                merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in data["model"]["merges"]]
+                backend = _build(family, config, data["model"]["vocab"], merges)
+                if family == "gpt2":  # GPT2Tokenizer keeps the post-processor of tokenizer.json
+                    backend.post_processor = _post_processor_of(data)
+            else:
+                backend = _build(family, config, str(files["vocab.json"]), str(files["merges.txt"]))
+        tokenizer = cls(backend, config, class_name)
+        tokenizer._add_known_tokens(added)
+        tokenizer._set_post_processor(family)
+        backend.encode_special_tokens = bool(config.get("split_special_tokens", False))
+        return tokenizer
+
+    def _add_known_tokens(self, added: dict[int, Any]) -> None:
+        """Register added and special tokens with the backend, in transformers' order."""
+        present = self.backend.get_added_tokens_decoder()
+        seen = {repr(t) for t in present.values()}
+        to_add = [t for _, t in sorted(added.items()) if repr(t) not in seen]
+        known = {t.content for t in present.values()} | {str(t) for t in to_add}
+        for token in [*self._special.values(), *self._extra]:
+            if token is not None and str(token) not in known:
+                to_add.append(token)
+                known.add(str(token))
+        named = {str(t) for t in self._special.values() if t}
+        tokens = []
+        for token in to_add:
+            if isinstance(token, str):
+                token = AddedToken(token, special=True)
+            elif not token.special and token.content in named:
+                token.special = True
+            tokens.append(token)
+        if tokens:
+            self.backend.add_tokens(tokens)
+
+    def _set_post_processor(self, family: str | None) -> None:
+        """Set the post-processor the transformers class of this family would set."""
+        if family == "wordpiece":
+            cls, sep = self.cls_token, self.sep_token
+            self.backend.post_processor = processors.TemplateProcessing(
+                single=f"{cls}:0 $A:0 {sep}:0",
+                pair=f"{cls}:0 $A:0 {sep}:0 $B:1 {sep}:1",
+                special_tokens=[(cls, self.cls_token_id if self.cls_token_id is not None else 2),
+                                (sep, self.sep_token_id if self.sep_token_id is not None else 3)],
+            )
+        elif family == "roberta":
+            self.backend.post_processor = processors.RobertaProcessing(
+                (self.sep_token, self.sep_token_id), (self.cls_token, self.cls_token_id),
+                trim_offsets=self._config.get("trim_offsets", True),
+                add_prefix_space=self._config.get("add_prefix_space", False),
+            )
+        elif self.backend.post_processor is None or "add_bos_token" in self._config or "add_eos_token" in self._config:
+            # transformers' update_post_processor: optional BOS/EOS around each sequence.
+            bos = self.bos_token if self._config.get("add_bos_token") and self.bos_token else None
+            eos = self.eos_token if self._config.get("add_eos_token") and self.eos_token else None
+            single = " ".join(filter(None, [bos and f"{bos}:0", "$A:0", eos and f"{eos}:0"]))
+            pair = " ".join(filter(None, [single, bos and f"{bos}:1", "$B:1", eos and f"{eos}:1"]))
+            specials = [(t, self.convert_tokens_to_ids(t)) for t in dict.fromkeys(filter(None, [bos, eos]))]
+            self.backend.post_processor = processors.TemplateProcessing(single=single, pair=pair, special_tokens=specials)
+
+    bos_token, bos_token_id = _named_token("bos_token"), _named_token_id("bos_token")
+    eos_token, eos_token_id = _named_token("eos_token"), _named_token_id("eos_token")
+    unk_token, unk_token_id = _named_token("unk_token"), _named_token_id("unk_token")
+    sep_token, sep_token_id = _named_token("sep_token"), _named_token_id("sep_token")
+    pad_token, pad_token_id = _named_token("pad_token"), _named_token_id("pad_token")
+    cls_token, cls_token_id = _named_token("cls_token"), _named_token_id("cls_token")
+    mask_token, mask_token_id = _named_token("mask_token"), _named_token_id("mask_token")
+
+    @property
+    def special_tokens_map(self) -> dict[str, str]:
+        """The named special tokens that are set, as ``{"cls_token": "[CLS]", ...}``."""
+        return {name: str(value) for name, value in self._special.items() if value is not None}
+
+    @property
+    def extra_special_tokens(self) -> list[str]:
+        """Special tokens without a name (transformers' ``additional_special_tokens``)."""
+        return [str(t) for t in self._extra]
+
+    @property
+    def all_special_tokens(self) -> list[str]:
+        """Every special token once: the named ones in transformers' order, then the extra ones."""
+        return list(dict.fromkeys([*self.special_tokens_map.values(), *self.extra_special_tokens]))
+
+    @property
+    def all_special_ids(self) -> list[int]:
+        """The ids of :attr:`all_special_tokens`."""
+        return self.convert_tokens_to_ids(self.all_special_tokens)
+
+    @property
+    def vocab_size(self) -> int:
+        """Size of the base vocabulary, without added tokens."""
+        return self.backend.get_vocab_size(with_added_tokens=False)
+
+    def __len__(self) -> int:
+        return self.backend.get_vocab_size(with_added_tokens=True)
+
+    def get_vocab(self) -> dict[str, int]:
+        """The full vocabulary, added tokens included, as ``{token: id}``."""
+        return self.backend.get_vocab(with_added_tokens=True)
+
+    def __repr__(self) -> str:
+        return (f"Tokenizer(class={self.tokenizer_class or 'tokenizer.json'}, vocab_size={self.vocab_size}, "
+                f"model_max_length={self.model_max_length}, special_tokens={self.special_tokens_map})")
+
+    def __call__(
+        self,
+        text: str | list[str] | list[tuple[str, str]] | list[list[str]],
+        text_pair: str | list[str] | None = None,
+        *,
+        add_special_tokens: bool = True,
+        padding: bool | str = False,
+        truncation: bool | str | None = None,
+        max_length: int | None = None,
+        stride: int = 0,
+        is_split_into_words: bool = False,
+        pad_to_multiple_of: int | None = None,
+        padding_side: str | None = None,
+        return_tensors: str | None = None,
+        return_token_type_ids: bool | None = None,
+        return_attention_mask: bool | None = None,
+        return_overflowing_tokens: bool = False,
+        return_special_tokens_mask: bool = False,
+        return_offsets_mapping: bool = False,
+        return_length: bool = False,
+        verbose: bool = True,
+    ) -> BatchEncoding:
+        """Tokenize one text, a pair, or a batch of them, with transformers' semantics.
+
+        Args:
+            text: a string; a list (or tuple) of strings, which is a batch; a list of
+                ``(text, pair)`` tuples; with ``is_split_into_words``, a list of words or a batch of them.
+            text_pair: the second sequence(s), matching ``text``.
+            padding: ``True``/``"longest"`` (to the longest row), ``"max_length"`` or
+                ``False``/``"do_not_pad"``.
+            truncation: ``True``/``"longest_first"``, ``"only_first"``, ``"only_second"`` or
+                ``False``/``"do_not_truncate"``; ``max_length`` defaults to ``model_max_length``.
+                Giving only ``max_length`` truncates, as in transformers.
+            stride: tokens shared by consecutive overflowing windows.
+            return_overflowing_tokens: add each overflowing window as a row, with
+                ``overflow_to_sample_mapping`` pointing back to the input.
+            return_tensors: ``"pt"`` (torch) or ``"np"`` (numpy) arrays of shape (B, T); lists otherwise.
+            Other arguments: as in transformers.
+
+        Returns:
+            A :class:`BatchEncoding`: flat lists for a single unbatched input, lists of rows otherwise.
+
+        Raises:
+            TokenizerError: an unknown padding or truncation strategy, padding without a pad
+                token, unusable input, or a truncation the inputs cannot satisfy.
+        """
+        pad, trunc, max_length = self._strategies(padding, truncation, max_length, pad_to_multiple_of)
+        if is_split_into_words:
+            batched = isinstance(text, (list, tuple)) and bool(text) and isinstance(text[0], (list, tuple))
+        else:
+            batched = isinstance(text, (list, tuple))
+        if not _valid_text(text) or (text_pair is not None and not _valid_text(text_pair)):
+            raise TokenizerError("text must be a str, a list of str (a batch), or a list of (text, pair) tuples")
+        if batched:
+            if isinstance(text_pair, str):
+                raise TokenizerError("when text is a batch, text_pair must be a list of the same length")
+            if text_pair is not None and len(text) != len(text_pair):
+                raise TokenizerError(f"text has {len(text)} items but text_pair has {len(text_pair)}")
+            inputs = list(zip(text, text_pair)) if text_pair is not None else list(text)
+        else:
+            inputs = [(text, text_pair)] if text_pair else [text]
+
+        self._configure(pad, trunc, max_length, stride, pad_to_multiple_of, padding_side)
+        try:
+            encodings = self.backend.encode_batch(
+                inputs, is_pretokenized=is_split_into_words, add_special_tokens=add_special_tokens
+            )
+        except Exception as e:  # the Rust side raises plain Exceptions (e.g. impossible truncation)
+            raise TokenizerError(f"tokenization failed: {e}") from None
+
+        if return_token_type_ids is None:
+            return_token_type_ids = "token_type_ids" in self.model_input_names
+        if return_attention_mask is None:
+            return_attention_mask = "attention_mask" in self.model_input_names
+        rows: list[Encoding] = []
+        sample: list[int] = []
+        for i, encoding in enumerate(encodings):
+            group = [encoding, *encoding.overflowing] if return_overflowing_tokens else [encoding]
+            rows += group
+            sample += [i] * len(group)
+        data: dict[str, Any] = {"input_ids": [e.ids for e in rows]}
+        if return_token_type_ids:
+            data["token_type_ids"] = [e.type_ids for e in rows]
+        if return_attention_mask:
+            data["attention_mask"] = [e.attention_mask for e in rows]
+        if return_special_tokens_mask:
+            data["special_tokens_mask"] = [e.special_tokens_mask for e in rows]
+        if return_offsets_mapping:
+            data["offset_mapping"] = [e.offsets for e in rows]
+        if return_length:
+            data["length"] = [len(e.ids) for e in rows]
+        if return_overflowing_tokens:
+            data["overflow_to_sample_mapping"] = sample
+
+        if max_length is None and verbose and not self._warned_too_long and self.model_max_length:
+            longest = max((len(ids) for ids in data["input_ids"]), default=0)
+            if longest > self.model_max_length:
+                self._warned_too_long = True
+                logger.warning(
+                    "Token indices sequence length is longer than the specified maximum sequence length for this "
+                    f"model ({longest} > {self.model_max_length}). Running this sequence through the model will "
+                    "result in indexing errors"
+                )
+        if return_tensors is not None:
+            data = _to_tensors(data, return_tensors)
+        elif not batched and not return_overflowing_tokens:
+            data = {k: v[0] if v and isinstance(v[0], list) else v for k, v in data.items()}
+        return BatchEncoding(data, rows)
+
+    def _strategies(self, padding, truncation, max_length, pad_to_multiple_of) -> tuple[str, str, int | None]:
+        """Resolve padding/truncation arguments as transformers' _get_padding_truncation_strategies does."""
+        if max_length is not None and padding is False and truncation is None:
+            truncation = "longest_first"  # transformers: max_length alone means "truncate"
+        pad = "longest" if padding is True else ("do_not_pad" if padding is False else padding)
+        trunc = "longest_first" if truncation is True else (
+            "do_not_truncate" if truncation in (False, None) else truncation)
+        if pad not in _PADDING:
+            raise TokenizerError(f"padding={padding!r} is not one of True, False, {sorted(_PADDING)}")
+        if trunc not in _TRUNCATION:
+            raise TokenizerError(f"truncation={truncation!r} is not one of True, False, {sorted(_TRUNCATION)}")
+        if max_length is None:
+            unlimited = self.model_max_length > LARGE_INTEGER
+            if pad == "max_length":
+                pad = "do_not_pad" if unlimited else pad
+            if trunc != "do_not_truncate":
+                trunc = "do_not_truncate" if unlimited else trunc
+            if not unlimited and (pad == "max_length" or trunc != "do_not_truncate"):
+                max_length = self.model_max_length
+        if pad != "do_not_pad" and (self.pad_token is None or self.pad_token_id < 0):
+            raise TokenizerError(
+                "asked to pad but the tokenizer has no pad token: set one, e.g. tokenizer.pad_token = "
+                "tokenizer.eos_token, or add one with tokenizer.add_special_tokens({'pad_token': '[PAD]'})"
+            )
+        if (trunc != "do_not_truncate" and pad != "do_not_pad" and pad_to_multiple_of and max_length is not None
+                and max_length % pad_to_multiple_of):
+            raise TokenizerError(f"truncation length {max_length} is not a multiple of pad_to_multiple_of "
+                                 f"{pad_to_multiple_of}")
+        return pad, trunc, max_length
+
+    def _configure(self, pad, trunc, max_length, stride, pad_to_multiple_of, padding_side) -> None:
+        """Set truncation and padding on the Rust tokenizer, only when they differ from the last call."""
+        truncation = None if trunc == "do_not_truncate" else (max_length, stride, trunc, self.truncation_side)
+        padding = None if pad == "do_not_pad" else (
+            max_length if pad == "max_length" else None, padding_side or self.padding_side,
+            self.pad_token_id, self.pad_token, pad_to_multiple_of)
+        settings = (truncation, padding)
+        if settings == self._rust_settings:
+            return
+        if truncation is None:
+            self.backend.no_truncation()
+        else:
+            try:
+                self.backend.enable_truncation(max_length, stride=stride, strategy=trunc,
+                                               direction=self.truncation_side)
+            except Exception as e:
+                raise TokenizerError(f"invalid truncation settings (max_length={max_length}, stride={stride}): {e}")
+        if padding is None:
+            self.backend.no_padding()
+        else:
+            length, direction, pad_id, pad_token, multiple = padding
+            self.backend.enable_padding(direction=direction, pad_id=pad_id, pad_type_id=0, pad_token=pad_token,
+                                        length=length, pad_to_multiple_of=multiple)
+        self._rust_settings = settings
+
+    def encode(self, text: str | list[str], text_pair: str | list[str] | None = None, **kwargs) -> list[int]:
+        """Token ids of one text (or pair), special tokens included; ``kwargs`` as in ``__call__``."""
+        return self(text, text_pair, **kwargs)["input_ids"]
+
+    def tokenize(self, text: str, pair: str | None = None, add_special_tokens: bool = False) -> list[str]:
+        """The token strings of ``text`` (without special tokens unless asked), as transformers' ``tokenize``."""
+        return self(text, pair, add_special_tokens=add_special_tokens).tokens()
+
+    def convert_tokens_to_ids(self, tokens: str | list[str]) -> int | list[int]:
+        """Id of a token (the unk id if unknown), or ids of a list of tokens."""
+        if isinstance(tokens, str):
+            index = self.backend.token_to_id(tokens)
+            return self.unk_token_id if index is None else index
+        return [self.convert_tokens_to_ids(t) for t in tokens]
+
+    def convert_ids_to_tokens(self, ids: int | list[int], skip_special_tokens: bool = False) -> str | list[str]:
+        """Token of an id, or tokens of a list of ids (optionally without special tokens)."""
+        if isinstance(ids, int):
+            return self.backend.id_to_token(ids)
+        skip = set(self.all_special_ids) if skip_special_tokens else set()
+        return [self.backend.id_to_token(int(i)) for i in ids if int(i) not in skip]
+
+    def decode(self, ids, skip_special_tokens: bool = False, clean_up_tokenization_spaces: bool | None = None):
+        """Text of a sequence of ids (a list, tensor or array); a batch of sequences gives a list of texts.
+
+        Args:
+            ids: an id, a sequence of ids, or a batch (2-D) of them.
+            skip_special_tokens: leave out special tokens.
+            clean_up_tokenization_spaces: remove spaces before punctuation (default: the config's
+                value). As in transformers, ignored for BPE models, where it would corrupt text.
+
+        Returns:
+            A string, or a list of strings for a batch.
+        """
+        ids = ids.tolist() if hasattr(ids, "tolist") else ids
+        if isinstance(ids, int):
+            ids = [ids]
+        if ids and isinstance(ids[0], (list, tuple)):
+            return [self.decode(row, skip_special_tokens, clean_up_tokenization_spaces) for row in ids]
+        text = self.backend.decode(list(ids), skip_special_tokens=skip_special_tokens)
+        clean = self.clean_up_tokenization_spaces if clean_up_tokenization_spaces is None else clean_up_tokenization_spaces
+        if clean and (not isinstance(self.backend.model, BPE)
+                      or self._config.get("clean_up_tokenization_spaces_for_bpe_even_though_it_will_corrupt_output")):
+            for before, after in [(" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
+                                  (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re")]:
+                text = text.replace(before, after)
+        return text
+
+    def batch_decode(self, sequences, skip_special_tokens: bool = False,
+                     clean_up_tokenization_spaces: bool | None = None) -> list[str]:
+        """Texts of a batch of id sequences (see :meth:`decode`)."""
+        result = self.decode(sequences, skip_special_tokens, clean_up_tokenization_spaces)
+        return [result] if isinstance(result, str) else result
+
+    def num_special_tokens_to_add(self, pair: bool = False) -> int:
+        """How many special tokens encoding adds to one sequence (or to a pair)."""
+        return self.backend.num_special_tokens_to_add(pair)
+
+    def add_tokens(self, new_tokens: str | AddedToken | list[str | AddedToken], special_tokens: bool = False) -> int:
+        """Add tokens that are never split; returns how many were new to the vocabulary."""
+        if not new_tokens:
+            return 0
+        new_tokens = new_tokens if isinstance(new_tokens, (list, tuple)) else [new_tokens]
+        if special_tokens:
+            return self.backend.add_special_tokens(list(new_tokens))
+        return self.backend.add_tokens(list(new_tokens))
+
+    def add_special_tokens(self, special_tokens: dict[str, str | AddedToken | list[str | AddedToken]]) -> int:
+        """Set named special tokens (``{"pad_token": "[PAD]"}``) or extra ones
+        (``{"additional_special_tokens": [...]}``), adding them to the vocabulary if needed.
+
+        Returns:
+            The number of tokens new to the vocabulary.
+
+        Raises:
+            TokenizerError: an unknown key.
+        """
+        tokens = []
+        for key, value in special_tokens.items():
+            if key in ("additional_special_tokens", "extra_special_tokens"):
+                self._extra = [AddedToken(t, normalized=False, special=True) if isinstance(t, str) else t
+                               for t in value]
+                tokens += self._extra
+            elif key in SPECIAL_TOKEN_NAMES:
+                value = AddedToken(value, normalized=False, special=True) if isinstance(value, str) else value
+                self._special[key] = value
+                tokens.append(value)
+            else:
+                raise TokenizerError(f"{key!r} is not a special token name; use one of {SPECIAL_TOKEN_NAMES} "
+                                     "or 'additional_special_tokens'")
+        return self.add_tokens(tokens, special_tokens=True)
+
+    def save_pretrained(self, save_directory: str | os.PathLike) -> tuple[str, ...]:
+        """Write tokenizer.json, tokenizer_config.json and special_tokens_map.json.
+
+        Both peluk and transformers reload the directory to the same ids. Each file is written to
+        a temporary file first and renamed, so a crash never leaves a half-written file.
+
+        Returns:
+            The paths written.
+        """
+        directory = Path(save_directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        config = {k: v for k, v in self._config.items() if k not in _NOT_SAVED and k not in self._special}
+        config = {k: str(v) if isinstance(v, AddedToken) else v for k, v in config.items()}
+        config.update(
+            self.special_tokens_map,
+            model_max_length=self.model_max_length,
+            padding_side=self.padding_side,
+            truncation_side=self.truncation_side,
+            clean_up_tokenization_spaces=self.clean_up_tokenization_spaces,
+            tokenizer_class=self.tokenizer_class or "PreTrainedTokenizerFast",
+        )
+        special_map = dict(self.special_tokens_map)
+        if self._extra:
+            config["extra_special_tokens"] = special_map["additional_special_tokens"] = self.extra_special_tokens
+        # Rust padding and truncation are per-call state; a saved file should carry neither.
+        backend = RustTokenizer.from_str(self.backend.to_str())
+        backend.no_padding()
+        backend.no_truncation()
+        files = {
+            "tokenizer.json": backend.to_str(pretty=True),
+            "tokenizer_config.json": json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
+            "special_tokens_map.json": json.dumps(special_map, indent=2, ensure_ascii=False) + "\n",
+        }
+        for name, text in files.items():
+            _write_atomic(directory / name, text)
+        return tuple(str(directory / name) for name in files)
+
+
+AutoTokenizer = Tokenizer  # AutoTokenizer.from_pretrained reads the tokenizer class from the files
+
+
+def _valid_text(text: Any) -> bool:
+    """The input shapes transformers accepts: str, list of str, list of lists/tuples of str."""
+    if isinstance(text, str):
+        return True
+    if not isinstance(text, (list, tuple)):
+        return False
+    if not text or isinstance(text[0], str):
+        return True
+    if isinstance(text[0], (list, tuple)):
+        first = text[0]
+        return not first or isinstance(first[0], str) or (
+            isinstance(first[0], (list, tuple)) and (not first[0] or isinstance(first[0][0], str)))
+    return False
+
+
+def _to_tensors(data: dict[str, list], kind: str) -> dict[str, Any]:
+    """Lists to (B, T) torch tensors or numpy arrays; rows must have equal lengths."""
+    if kind not in ("pt", "np"):
+        raise TokenizerError(f"return_tensors={kind!r} is not supported; use 'pt', 'np' or None")
+    if kind == "pt":
+        import torch
+
+        def convert(value):
+            return torch.tensor(value, dtype=torch.long)
+    else:
+        import numpy as np
+
+        def convert(value):
+            return np.asarray(value, dtype=np.int64)
+    try:
+        return {key: convert(value) for key, value in data.items()}
+    except ValueError:
+        raise TokenizerError(
+            "cannot make a tensor from rows of different lengths: pass padding=True (and truncation=True)"
+        ) from None
+
+
+def _read_tokenizer_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise TokenizerError(f"{path} cannot be read as JSON: {e}") from None
+
+
+def _post_processor_of(data: dict):
+    """The post-processor of a parsed tokenizer.json, built without parsing its vocabulary again."""
+    model = {**data["model"], "vocab": {}, "merges": []}
+    return RustTokenizer.from_str(json.dumps({**data, "model": model, "added_tokens": []})).post_processor
+
+
+def _build(family: str, config: dict, vocab: str | dict, merges: str | list | None = None) -> RustTokenizer:
+    """The Rust tokenizer transformers' BertTokenizer / RobertaTokenizer / GPT2Tokenizer builds."""
+    if family == "wordpiece":
+        backend = RustTokenizer(WordPiece(vocab, unk_token=str(config.get("unk_token") or "[UNK]")))
+        backend.normalizer = normalizers.BertNormalizer(
+            clean_text=True,
+            handle_chinese_chars=config.get("tokenize_chinese_chars", True),
+            strip_accents=config.get("strip_accents"),
+            lowercase=config.get("do_lower_case", True),
+        )
+        backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        backend.decoder = decoders.WordPiece(prefix="##")
+        return backend
+    bpe = BPE(vocab=vocab, merges=merges, dropout=None, continuing_subword_prefix="", end_of_word_suffix="",
+              fuse_unk=False)
+    backend = RustTokenizer(bpe)
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=config.get("add_prefix_space", False))
+    backend.decoder = decoders.ByteLevel()
+    return backend
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same directory and a rename."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+__all__ = ["Tokenizer", "AutoTokenizer", "BatchEncoding", "CharSpan", "VERY_LARGE_INTEGER"]

