@@ -465,7 +465,9 @@ class Tokenizer:
             encodings = self.backend.encode_batch(
                 inputs, is_pretokenized=is_split_into_words, add_special_tokens=add_special_tokens
             )
-        except Exception as e:  # the Rust side raises plain Exceptions (e.g. impossible truncation)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as e:  # Rust errors are Exceptions, but a too-large stride panics (BaseException)
             raise TokenizerError(f"tokenization failed: {e}") from None
 
         if return_token_type_ids is None:
@@ -493,12 +495,12 @@ class Tokenizer:
             data["overflow_to_sample_mapping"] = sample
 
         if max_length is None and verbose and not self._warned_too_long and self.model_max_length:
-            longest = max((len(ids) for ids in data["input_ids"]), default=0)
-            if longest > self.model_max_length:
+            too_long = next((len(ids) for ids in data["input_ids"] if len(ids) > self.model_max_length), 0)
+            if too_long:
                 self._warned_too_long = True
                 logger.warning(
                     "Token indices sequence length is longer than the specified maximum sequence length for this "
-                    f"model ({longest} > {self.model_max_length}). Running this sequence through the model will "
+                    f"model ({too_long} > {self.model_max_length}). Running this sequence through the model will "
                     "result in indexing errors"
                 )
         if return_tensors is not None:

@@ -18,7 +18,8 @@ def tiny_config(arch: str, **extra):
     import transformers as tf
 
     extra.setdefault("id2label", {0: "NEG", 1: "NEU", 2: "POS"})
-    common = dict(vocab_size=120, max_position_embeddings=64, pad_token_id=1 if "roberta" in arch else 0, **extra)
+    extra.setdefault("label2id", {v: k for k, v in extra["id2label"].items()})
+    common = {"vocab_size": 120, "max_position_embeddings": 64, "pad_token_id": 1 if "roberta" in arch else 0, **extra}
     if arch == "distilbert":
         return tf.DistilBertConfig(dim=32, n_layers=3, n_heads=4, hidden_dim=48, **common)
     cls = {"bert": tf.BertConfig, "roberta": tf.RobertaConfig, "xlm-roberta": tf.XLMRobertaConfig}[arch]
