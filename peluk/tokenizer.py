@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
+import uuid
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -153,26 +153,19 @@ def _as_added_token(value: Any, special: bool | None = None) -> AddedToken | str
     return value
 
 
-def _named_token(name: str) -> property:
-    def get(self) -> str | None:
+def _special_token(name: str, as_id: bool = False) -> property:
+    """A property reading and setting a named special token, as a string or (``as_id``) an id."""
+
+    def get(self):
         value = self._special.get(name)
-        return None if value is None else str(value)
+        if value is None:
+            return None
+        return self.convert_tokens_to_ids(str(value)) if as_id else str(value)
 
-    def set(self, value: str | AddedToken | None) -> None:
-        self._special[name] = value
+    def set(self, value) -> None:
+        self._special[name] = self.convert_ids_to_tokens(value) if as_id and value is not None else value
 
-    return property(get, set, doc=f"The {name.replace('_', ' ')} (a string), or None if the tokenizer has none.")
-
-
-def _named_token_id(name: str) -> property:
-    def get(self) -> int | None:
-        value = self._special.get(name)
-        return None if value is None else self.convert_tokens_to_ids(str(value))
-
-    def set(self, value: int | None) -> None:
-        self._special[name] = None if value is None else self.convert_ids_to_tokens(value)
-
-    return property(get, set, doc=f"The id of the {name.replace('_', ' ')}, or None.")
+    return property(get, set, doc=f"The {name.replace('_', ' ')}{' id' if as_id else ''}, or None if unset.")
 
 
 class Tokenizer:
@@ -196,7 +189,9 @@ class Tokenizer:
             if key.endswith("_token") and key not in self._special and isinstance(value, (str, AddedToken)):
                 self._special[key] = value
         extra = config.get("extra_special_tokens") or config.get("additional_special_tokens") or []
-        extra = extra.values() if isinstance(extra, dict) else extra
+        if isinstance(extra, dict):  # named, model-specific tokens ({"image_token": "<image>"})
+            self._special.update(extra)
+            extra = []
         self._extra = [_as_added_token(t, True) for t in extra]
         max_length = config.get("model_max_length")
         self.model_max_length = VERY_LARGE_INTEGER if max_length is None else max_length
@@ -248,7 +243,10 @@ class Tokenizer:
             config.pop("add_bos_token", None)
             config.pop("add_eos_token", None)
             if family is not None:
-                data = _read_tokenizer_json(files["tokenizer.json"])
+                try:
+                    data = json.loads(files["tokenizer.json"].read_text(encoding="utf-8"))
+                except (OSError, ValueError) as e:
+                    raise TokenizerError(f"{files['tokenizer.json']} cannot be read as JSON: {e}") from None
                 expected = "WordPiece" if family == "wordpiece" else "BPE"
                 if data.get("model", {}).get("type", expected) != expected:
                     family = data = None  # a class name that does not fit the file: trust the file
@@ -352,15 +350,16 @@ class Tokenizer:
             single = " ".join(filter(None, [bos and f"{bos}:0", "$A:0", eos and f"{eos}:0"]))
             pair = " ".join(filter(None, [single, bos and f"{bos}:1", "$B:1", eos and f"{eos}:1"]))
             specials = [(t, self.convert_tokens_to_ids(t)) for t in dict.fromkeys(filter(None, [bos, eos]))]
-            self.backend.post_processor = processors.TemplateProcessing(single=single, pair=pair, special_tokens=specials)
+            self.backend.post_processor = processors.TemplateProcessing(single=single, pair=pair,
+                                                                        special_tokens=specials)
 
-    bos_token, bos_token_id = _named_token("bos_token"), _named_token_id("bos_token")
-    eos_token, eos_token_id = _named_token("eos_token"), _named_token_id("eos_token")
-    unk_token, unk_token_id = _named_token("unk_token"), _named_token_id("unk_token")
-    sep_token, sep_token_id = _named_token("sep_token"), _named_token_id("sep_token")
-    pad_token, pad_token_id = _named_token("pad_token"), _named_token_id("pad_token")
-    cls_token, cls_token_id = _named_token("cls_token"), _named_token_id("cls_token")
-    mask_token, mask_token_id = _named_token("mask_token"), _named_token_id("mask_token")
+    bos_token, bos_token_id = _special_token("bos_token"), _special_token("bos_token", as_id=True)
+    eos_token, eos_token_id = _special_token("eos_token"), _special_token("eos_token", as_id=True)
+    unk_token, unk_token_id = _special_token("unk_token"), _special_token("unk_token", as_id=True)
+    sep_token, sep_token_id = _special_token("sep_token"), _special_token("sep_token", as_id=True)
+    pad_token, pad_token_id = _special_token("pad_token"), _special_token("pad_token", as_id=True)
+    cls_token, cls_token_id = _special_token("cls_token"), _special_token("cls_token", as_id=True)
+    mask_token, mask_token_id = _special_token("mask_token"), _special_token("mask_token", as_id=True)
 
     @property
     def special_tokens_map(self) -> dict[str, str]:
@@ -444,7 +443,7 @@ class Tokenizer:
             TokenizerError: an unknown padding or truncation strategy, padding without a pad
                 token, unusable input, or a truncation the inputs cannot satisfy.
         """
-        pad, trunc, max_length = self._strategies(padding, truncation, max_length, pad_to_multiple_of)
+        pad, trunc, max_length = self._strategies(padding, truncation, max_length, pad_to_multiple_of, padding_side)
         if is_split_into_words:
             batched = isinstance(text, (list, tuple)) and bool(text) and isinstance(text[0], (list, tuple))
         else:
@@ -509,13 +508,15 @@ class Tokenizer:
             data = {k: v[0] if v and isinstance(v[0], list) else v for k, v in data.items()}
         return BatchEncoding(data, rows)
 
-    def _strategies(self, padding, truncation, max_length, pad_to_multiple_of) -> tuple[str, str, int | None]:
+    def _strategies(self, padding, truncation, max_length, pad_to_multiple_of, padding_side):
         """Resolve padding/truncation arguments as transformers' _get_padding_truncation_strategies does."""
         if max_length is not None and padding is False and truncation is None:
             truncation = "longest_first"  # transformers: max_length alone means "truncate"
         pad = "longest" if padding is True else ("do_not_pad" if padding is False else padding)
         trunc = "longest_first" if truncation is True else (
             "do_not_truncate" if truncation in (False, None) else truncation)
+        if padding_side not in (None, "left", "right"):
+            raise TokenizerError(f"padding_side={padding_side!r} must be 'left' or 'right'")
         if pad not in _PADDING:
             raise TokenizerError(f"padding={padding!r} is not one of True, False, {sorted(_PADDING)}")
         if trunc not in _TRUNCATION:
@@ -551,11 +552,7 @@ class Tokenizer:
         if truncation is None:
             self.backend.no_truncation()
         else:
-            try:
-                self.backend.enable_truncation(max_length, stride=stride, strategy=trunc,
-                                               direction=self.truncation_side)
-            except Exception as e:
-                raise TokenizerError(f"invalid truncation settings (max_length={max_length}, stride={stride}): {e}")
+            self.backend.enable_truncation(max_length, stride=stride, strategy=trunc, direction=self.truncation_side)
         if padding is None:
             self.backend.no_padding()
         else:
@@ -581,6 +578,7 @@ class Tokenizer:
 
     def convert_ids_to_tokens(self, ids: int | list[int], skip_special_tokens: bool = False) -> str | list[str]:
         """Token of an id, or tokens of a list of ids (optionally without special tokens)."""
+        ids = ids.tolist() if hasattr(ids, "tolist") else ids
         if isinstance(ids, int):
             return self.backend.id_to_token(ids)
         skip = set(self.all_special_ids) if skip_special_tokens else set()
@@ -603,8 +601,10 @@ class Tokenizer:
             ids = [ids]
         if ids and isinstance(ids[0], (list, tuple)):
             return [self.decode(row, skip_special_tokens, clean_up_tokenization_spaces) for row in ids]
-        text = self.backend.decode(list(ids), skip_special_tokens=skip_special_tokens)
-        clean = self.clean_up_tokenization_spaces if clean_up_tokenization_spaces is None else clean_up_tokenization_spaces
+        text = self.backend.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)
+        clean = clean_up_tokenization_spaces
+        if clean is None:
+            clean = self.clean_up_tokenization_spaces
         if clean and (not isinstance(self.backend.model, BPE)
                       or self._config.get("clean_up_tokenization_spaces_for_bpe_even_though_it_will_corrupt_output")):
             for before, after in [(" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
@@ -734,13 +734,6 @@ def _to_tensors(data: dict[str, list], kind: str) -> dict[str, Any]:
         ) from None
 
 
-def _read_tokenizer_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise TokenizerError(f"{path} cannot be read as JSON: {e}") from None
-
-
 def _post_processor_of(data: dict):
     """The post-processor of a parsed tokenizer.json, built without parsing its vocabulary again."""
     model = {**data["model"], "vocab": {}, "merges": []}
@@ -770,13 +763,13 @@ def _build(family: str, config: dict, vocab: str | dict, merges: str | list | No
 
 def _write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file in the same directory and a rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # Not tempfile.mkstemp: its files are private (0600), and saved tokenizers are meant to be shared.
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 

@@ -41,6 +41,8 @@ CASES = [
     "roberta",  # vocab.json + merges.txt, RobertaTokenizer
     "gpt2",  # vocab.json + merges.txt, GPT2Tokenizer (pad = eos, as users usually set it)
     "roberta_json",  # tokenizer.json saved by transformers from "roberta"
+    "roberta_added_decoder",  # specials from added_tokens_decoder, <mask> with lstrip as on the Hub
+    "roberta_special_map",  # specials from special_tokens_map.json only (the legacy layout)
     "generic_json",  # the same tokenizer.json declared as PreTrainedTokenizerFast: used as is
 ]
 
@@ -88,6 +90,17 @@ def build(tmp_path_factory):
             config = {"tokenizer_class": "GPT2Tokenizer", "bos_token": eos, "eos_token": eos, "unk_token": eos,
                       "pad_token": eos}
             out = bpe_dir(root, name, make("bpe_files"), config, "gpt2")
+        elif name == "roberta_added_decoder":
+            decoder = {str(i): {"content": t, "lstrip": t == "<mask>", "normalized": False, "rstrip": False,
+                                "single_word": False, "special": True}
+                       for i, t in enumerate(["<s>", "<pad>", "</s>", "<unk>", "<mask>"])}
+            config = {"tokenizer_class": "RobertaTokenizer", "model_max_length": 64, "added_tokens_decoder": decoder,
+                      **ROBERTA_SPECIALS}
+            out = bpe_dir(root, name, make("bpe_files"), config, "roberta")
+        elif name == "roberta_special_map":
+            out = bpe_dir(root, name, make("bpe_files"), {"model_max_length": 64}, "roberta")
+            mask = {"content": "<mask>", "lstrip": True, "normalized": False, "rstrip": False, "single_word": False}
+            write_json(out / "special_tokens_map.json", {**ROBERTA_SPECIALS, "mask_token": mask})
         elif name == "roberta_json":
             out = root / name
             HF.from_pretrained(make("roberta")).save_pretrained(out)
@@ -159,10 +172,15 @@ def both(pair, *args, **kwargs):
     return got
 
 
-def test_corpus(pair, texts):
-    both(pair, texts)
-    both(pair, texts[:1000], return_offsets_mapping=True, return_special_tokens_mask=True, return_length=True)
-    both(pair, texts[:300], text_pair=texts[300:600], return_offsets_mapping=True)
+def test_full_corpus(core_pair, texts):
+    both(core_pair, texts)
+    both(core_pair, texts[::4], return_offsets_mapping=True, return_special_tokens_mask=True, return_length=True)
+
+
+def test_corpus_sample(pair, texts):
+    sample = texts[::8] + HAND_WRITTEN
+    both(pair, sample, return_offsets_mapping=True, return_special_tokens_mask=True)
+    both(pair, sample[:200], text_pair=sample[200:400], return_offsets_mapping=True)
 
 
 def test_single_texts(pair, texts):

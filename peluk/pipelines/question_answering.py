@@ -61,6 +61,8 @@ class QuestionAnsweringPipeline(Pipeline):
                                 "or a list of them")
         if args:
             inputs = args[0]
+            if isinstance(inputs, str):
+                raise PipelineError(f"{self.task}: a lone string is not an input; pass question= and context=")
         elif question is None or context is None:
             raise PipelineError(f"{self.task}: both question= and context= are needed")
         elif isinstance(question, str) and isinstance(context, str):
@@ -83,8 +85,9 @@ class QuestionAnsweringPipeline(Pipeline):
         question, context = _validate(item, self.task)
         if not isinstance(top_k, int) or top_k < 1:
             raise PipelineError(f"{self.task}: top_k must be an int >= 1, got {top_k!r}")
-        if not isinstance(max_answer_len, int) or max_answer_len < 1:
-            raise PipelineError(f"{self.task}: max_answer_len must be an int >= 1, got {max_answer_len!r}")
+        for name, value in (("max_answer_len", max_answer_len), ("max_question_len", max_question_len)):
+            if not isinstance(value, int) or value < 1:
+                raise PipelineError(f"{self.task}: {name} must be an int >= 1, got {value!r}")
         # a window longer than the model's position table would crash it: never exceed it
         max_seq_len = min(max_seq_len or 384, self.max_length or 384)
         if doc_stride is None:
@@ -96,7 +99,7 @@ class QuestionAnsweringPipeline(Pipeline):
         # the question goes on the side that is never truncated nor padded
         question_first = self.tokenizer.padding_side == "right"
         pair = (question, context) if question_first else (context, question)
-        n_question = len(self.tokenizer(question, add_special_tokens=False)["input_ids"])
+        n_question = len(self.tokenizer(question, add_special_tokens=False, verbose=False)["input_ids"])
         room = max_seq_len - n_question - self.tokenizer.num_special_tokens_to_add(pair=True)
         if room < 1:
             raise PipelineError(f"{self.task}: the question takes {n_question} tokens, leaving no room for the "
@@ -131,8 +134,8 @@ class QuestionAnsweringPipeline(Pipeline):
         answers: list[dict] = []
         for out, window in zip(outputs, windows):
             p_mask = torch.tensor(window["p_mask"])
-            start = torch.softmax(out["start_logits"].float().masked_fill(p_mask, MASKED), dim=-1)
-            end = torch.softmax(out["end_logits"].float().masked_fill(p_mask, MASKED), dim=-1)
+            start = torch.softmax(out["start_logits"].float().cpu().masked_fill(p_mask, MASKED), dim=-1)
+            end = torch.softmax(out["end_logits"].float().cpu().masked_fill(p_mask, MASKED), dim=-1)
             # 4.x reads "no answer" at position 0, which is where the CLS token is
             null_score = min(null_score, (start[0] * end[0]).item())
             start[0] = end[0] = 0.0
@@ -153,7 +156,7 @@ class QuestionAnsweringPipeline(Pipeline):
 
     def _cut_question(self, question: str, max_tokens: int) -> str:
         """The question's text up to its ``max_tokens``-th token (the whole question if shorter)."""
-        enc = self.tokenizer(question, add_special_tokens=False, return_offsets_mapping=True)
+        enc = self.tokenizer(question, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
         if len(enc["input_ids"]) <= max_tokens:
             return question
         return question[:enc["offset_mapping"][max_tokens - 1][1]]

@@ -24,6 +24,7 @@ from peluk.errors import PipelineError
 from peluk.pipelines.base import Pipeline
 
 STRATEGIES = ("none", "simple", "first", "average", "max")
+VERY_LONG = 10**9  # a model without a length limit
 
 
 class TokenClassificationPipeline(Pipeline):
@@ -56,9 +57,11 @@ class TokenClassificationPipeline(Pipeline):
             if strategy == "none":
                 raise PipelineError(f'{self.task}: stride={stride} merges entities across windows, which needs an '
                                     'aggregation_strategy other than "none"')
-            if not isinstance(stride, int) or stride < 0 or (self.max_length and stride >= self.max_length):
-                raise PipelineError(f"{self.task}: stride must be an int between 0 and the model's maximum "
-                                    f"length ({self.max_length}), got {stride!r}")
+            # each window holds max_length tokens with the special tokens, and must move forward
+            room = (self.max_length or VERY_LONG) - self.tokenizer.num_special_tokens_to_add()
+            if not isinstance(stride, int) or not 0 <= stride < room:
+                raise PipelineError(f"{self.task}: stride must be an int from 0 to {room - 1} (windows hold {room} "
+                                    f"tokens of text), got {stride!r}")
             enc = self.tokenizer(text, truncation=True, max_length=self.max_length, stride=stride,
                                  return_overflowing_tokens=True, **wanted)
             rows = [{k: v[i] for k, v in enc.items() if k != "overflow_to_sample_mapping"}
@@ -76,7 +79,7 @@ class TokenClassificationPipeline(Pipeline):
         ignore = set(["O"] if ignore_labels is None else ignore_labels)
         entities = []
         for out, (ids, offsets, special) in zip(outputs, windows):
-            scores = torch.softmax(out["logits"].float(), dim=-1)  # (T, labels)
+            scores = torch.softmax(out["logits"].float().cpu(), dim=-1)  # (T, labels)
             tokens = self._gather(text, ids, scores, offsets, special)
             found = self._aggregate(tokens, strategy)
             entities += [e for e in found if e.get("entity", e.get("entity_group")) not in ignore]

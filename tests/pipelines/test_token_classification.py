@@ -23,6 +23,8 @@ from tests.tokenizer_fixtures import ROBERTA_SPECIALS, bpe_dir, require_data, tr
 LABELS = {0: "O", 1: "B-PER", 2: "I-PER", 3: "B-LOC", 4: "I-LOC"}
 MAX_TOKENS = 48
 STRATEGIES = ["none", "simple", "first", "average", "max"]
+# transformers warns that byte-level BPE has no word markers; peluk applies the same heuristic quietly
+pytestmark = pytest.mark.filterwarnings("ignore:Tokenizer does not support real words")
 MINILM_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 
 HAND_WRITTEN = [
@@ -134,5 +136,7 @@ def test_bad_input(ner_dir):
         ours("Jakarta", aggregation_strategy="longest")
     with pytest.raises(PipelineError, match="stride"):
         ours("Jakarta", stride=8)  # stride needs an aggregation
+    with pytest.raises(PipelineError, match="stride"):
+        ours("Jakarta", stride=MAX_TOKENS - 2, aggregation_strategy="simple")  # windows could not move on
     with pytest.raises(PipelineError, match="strings"):
         ours([3])
