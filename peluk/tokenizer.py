@@ -224,7 +224,8 @@ class Tokenizer:
 
         Raises:
             ModelNotFoundError: ``name_or_path`` does not exist.
-            TokenizerError: the directory holds no tokenizer files, or they cannot be read.
+            ConfigError: tokenizer_config.json, special_tokens_map.json or config.json is not valid JSON.
+            TokenizerError: the directory holds no tokenizer files, or tokenizer.json cannot be read.
         """
         directory = resolve(name_or_path, revision)
         if not directory.is_dir():
@@ -234,7 +235,9 @@ class Tokenizer:
             "special_tokens_map.json", "config.json")}
         config = read_json(files["tokenizer_config.json"]) if files["tokenizer_config.json"].exists() else {}
         model_type = read_json(files["config.json"]).get("model_type", "") if files["config.json"].exists() else ""
-        class_name = (config.get("tokenizer_class") or _CLASS_FOR_MODEL_TYPE.get(model_type) or "").removesuffix("Fast")
+        class_name = config.get("tokenizer_class") or _CLASS_FOR_MODEL_TYPE.get(model_type) or ""
+        if class_name != "PreTrainedTokenizerFast":  # the generic class keeps its name
+            class_name = class_name.removesuffix("Fast")
         family = _FAMILY.get(class_name)
 
         data = backend = None
@@ -698,18 +701,10 @@ AutoTokenizer = Tokenizer  # AutoTokenizer.from_pretrained reads the tokenizer c
 
 
 def _valid_text(text: Any) -> bool:
-    """The input shapes transformers accepts: str, list of str, list of lists/tuples of str."""
+    """A str, or a (possibly empty) list or tuple of str or of lists/tuples (pairs, words)."""
     if isinstance(text, str):
         return True
-    if not isinstance(text, (list, tuple)):
-        return False
-    if not text or isinstance(text[0], str):
-        return True
-    if isinstance(text[0], (list, tuple)):
-        first = text[0]
-        return not first or isinstance(first[0], str) or (
-            isinstance(first[0], (list, tuple)) and (not first[0] or isinstance(first[0][0], str)))
-    return False
+    return isinstance(text, (list, tuple)) and (not text or isinstance(text[0], (str, list, tuple)))
 
 
 def _to_tensors(data: dict[str, list], kind: str) -> dict[str, Any]:

@@ -57,3 +57,11 @@ def tiny_dir(tmp_path_factory, minilm_dir):
         return made[key]
 
     return make
+
+
+def pytest_configure(config):
+    # The suite's models are tiny: one thread is faster than two (no sync overhead) and keeps
+    # test runs from oversubscribing a small machine's cores.
+    import torch
+
+    torch.set_num_threads(1)

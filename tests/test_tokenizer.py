@@ -14,6 +14,8 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from tokenizers import AddedToken
+from tokenizers import Tokenizer as RustTokenizer
 
 from peluk.errors import TokenizerError
 from peluk.tokenizer import AutoTokenizer, BatchEncoding, Tokenizer
@@ -34,6 +36,7 @@ HF = transformers.AutoTokenizer
 CASES = [
     "minilm",  # the packaged all-MiniLM-L6-v2 tokenizer.json (BertTokenizer)
     "minilm_cased_config",  # same tokenizer.json, config says do_lower_case=False: the config wins
+    "minilm_added_tokens",  # tokenizer.json with added tokens listed in added_tokens_decoder
     "wordpiece_cased",  # vocab.txt only, do_lower_case=False
     "wordpiece_uncased",  # vocab.txt only, do_lower_case=True, strip_accents=False
     "distilbert",  # vocab.txt, DistilBertTokenizer: no token_type_ids
@@ -69,6 +72,17 @@ def build(tmp_path_factory):
             shutil.copy(minilm_dir() / "tokenizer.json", out / "tokenizer.json")
             config = json.loads((minilm_dir() / "tokenizer_config.json").read_text())
             write_json(out / "tokenizer_config.json", {**config, "do_lower_case": False})
+        elif name == "minilm_added_tokens":
+            out = root / name
+            out.mkdir()
+            backend = RustTokenizer.from_file(str(minilm_dir() / "tokenizer.json"))
+            backend.add_tokens(["<new1>", AddedToken("Wörd", normalized=True)])
+            backend.add_special_tokens([AddedToken("<sp>", special=True, lstrip=True)])
+            backend.save(str(out / "tokenizer.json"))
+            config = json.loads((minilm_dir() / "tokenizer_config.json").read_text())
+            config["added_tokens_decoder"] = {
+                str(i): t.__getstate__() for i, t in backend.get_added_tokens_decoder().items()}
+            write_json(out / "tokenizer_config.json", {**config, "additional_special_tokens": ["<sp>"]})
         elif name == "wordpiece_cased":
             out = wordpiece_dir(root, name, {"tokenizer_class": "BertTokenizer", "do_lower_case": False,
                                              "model_max_length": 64})
@@ -156,13 +170,13 @@ def assert_same(ours, theirs):
             assert a == b, key
 
 
-def both(pair, *args, **kwargs):
-    """Call both tokenizers; when transformers raises, peluk must raise TokenizerError."""
+def both(pair, *args, may_fail=False, **kwargs):
+    """Call both tokenizers and compare; with ``may_fail``, a transformers error must be a TokenizerError here."""
     ours, theirs = pair
     try:
         expected = theirs(*args, **kwargs)
     except BaseException as e:  # a Rust panic (too large a stride) is a BaseException
-        if isinstance(e, KeyboardInterrupt):
+        if not may_fail or isinstance(e, KeyboardInterrupt):
             raise
         with pytest.raises(TokenizerError):
             ours(*args, **kwargs)
@@ -213,11 +227,12 @@ def test_truncation_with_overflow(core_pair, texts, truncation, stride):
         dict(max_length=24, return_overflowing_tokens=True, padding="max_length", return_offsets_mapping=True),
         dict(max_length=30, return_overflowing_tokens=True, padding=True, return_special_tokens_mask=True),
     ]:
-        both(pair, questions, contexts, truncation=truncation, stride=stride, **kwargs)
-        both(pair, contexts, truncation=truncation, stride=stride, **kwargs)
-        both(pair, contexts[0], truncation=truncation, stride=stride, **kwargs)
-        both(pair, questions[0], contexts[0], truncation=truncation, stride=stride, **kwargs)
-    both(pair, contexts, truncation=truncation, max_length=16)
+        # only_first/only_second fail (in both) when the other sequence leaves no room
+        both(pair, questions, contexts, truncation=truncation, stride=stride, may_fail=True, **kwargs)
+        both(pair, contexts, truncation=truncation, stride=stride, may_fail=True, **kwargs)
+        both(pair, contexts[0], truncation=truncation, stride=stride, may_fail=True, **kwargs)
+        both(pair, questions[0], contexts[0], truncation=truncation, stride=stride, may_fail=True, **kwargs)
+    both(pair, contexts, truncation=truncation, max_length=16, may_fail=True)
 
 
 def test_truncation_spellings(pair, texts):
@@ -228,17 +243,26 @@ def test_truncation_spellings(pair, texts):
 
 def test_question_answering_windows(loaded, texts):
     """The QA pipeline's call: question + long context, only_second, stride, offsets."""
+    context = " ".join(texts[:12])
+    args = (["What did the minister say?"] * 2, [context, context[:300]])
+    kwargs = dict(truncation="only_second", max_length=64, stride=16, return_overflowing_tokens=True,
+                  return_offsets_mapping=True, padding="max_length")
     for name in ("minilm", "roberta"):
-        pair = loaded(name)
-        context = " ".join(texts[:12])
-        got = both(pair, ["What did the minister say?"] * 2, [context, context[:300]], truncation="only_second",
-                   max_length=64, stride=16, return_overflowing_tokens=True, return_offsets_mapping=True,
-                   padding="max_length")
+        ours, theirs = loaded(name)
+        got, expected = ours(*args, **kwargs), theirs(*args, **kwargs)
+        assert_same(got, expected)
         assert len(set(got["overflow_to_sample_mapping"])) == 2 and len(got["input_ids"]) > 2
         for i in range(len(got["input_ids"])):
-            assert got.sequence_ids(i) == pair[1](
-                ["What did the minister say?"] * 2, [context, context[:300]], truncation="only_second",
-                max_length=64, stride=16, return_overflowing_tokens=True, padding="max_length").sequence_ids(i)
+            assert got.sequence_ids(i) == expected.sequence_ids(i)
+            assert got.word_ids(i) == expected.word_ids(i)
+
+
+def test_config_options_beat_tokenizer_json(loaded):
+    # transformers 5 rebuilds BertTokenizer's normalizer from tokenizer_config.json, so
+    # do_lower_case=False there disables the lowercasing that tokenizer.json asks for.
+    uncased, _ = loaded("minilm")
+    cased, _ = loaded("minilm_cased_config")
+    assert uncased.tokenize("Hello") == ["hello"] and cased.tokenize("Hello") == ["[UNK]"]
 
 
 def test_tensors_and_shapes(pair, texts):
@@ -402,7 +426,10 @@ def test_gpt2_without_pad_token_cannot_pad(build, tmp_path):
     directory = bpe_dir(tmp_path, "gpt2_nopad", build("bpe_files"), {"tokenizer_class": "GPT2Tokenizer"}, "gpt2")
     ours, theirs = Tokenizer.from_pretrained(directory), HF.from_pretrained(directory)
     assert ours.pad_token is None and ours.model_max_length == theirs.model_max_length
-    both((ours, theirs), ["one", "two words"], padding=True)
+    with pytest.raises(ValueError, match="padding token"):
+        theirs(["one", "two words"], padding=True)
+    with pytest.raises(TokenizerError, match="pad token"):
+        ours(["one", "two words"], padding=True)
     ours.pad_token = theirs.pad_token = ours.eos_token
     both((ours, theirs), ["one", "two words"], padding=True)
 
@@ -424,7 +451,7 @@ def test_missing_files_error_names_directory(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs", [dict(padding="sideways"), dict(truncation="middle"), dict(padding="LONGEST"),
-                                    dict(return_tensors="tf")])
+                                    dict(padding=True, padding_side="middle"), dict(return_tensors="tf")])
 def test_invalid_arguments(loaded, kwargs):
     ours, _ = loaded("minilm")
     with pytest.raises(TokenizerError):

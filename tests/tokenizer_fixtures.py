@@ -40,6 +40,7 @@ HAND_WRITTEN = [
     "  leading and trailing spaces  ",
     "UPPER lower MiXeD",
     "a [MASK] token and <mask> and <s> inside",
+    "added tokens: <new1> and <sp>x and Wörd wörd",
 ]
 
 
