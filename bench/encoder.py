@@ -68,7 +68,15 @@ def make_peluk(dtype=None, quantize=False):
 
     pipe = pipeline("sentence-embeddings", model=model_dir(), dtype=dtype)
     if quantize:
-        pipe.model = torch.ao.quantization.quantize_dynamic(pipe.model, {torch.nn.Linear}, dtype=torch.qint8)
+        import warnings
+
+        with warnings.catch_warnings():  # torch.ao's deprecation notice
+            warnings.simplefilter("ignore")
+            # quantize_dynamic swaps exact nn.Linear only; peluk's Linear subclasses it
+            for m in pipe.model.modules():
+                if isinstance(m, torch.nn.Linear):
+                    m.__class__ = torch.nn.Linear
+            pipe.model = torch.ao.quantization.quantize_dynamic(pipe.model, {torch.nn.Linear}, dtype=torch.qint8)
     return lambda sents, bs: pipe(sents, batch_size=bs)
 
 
@@ -111,8 +119,6 @@ CONTENDERS = {
 
 def child(name: str) -> None:
     """Run in a subprocess: load one contender, encode the corpus once, report load time and peak RSS."""
-    import resource
-
     import torch
 
     torch.set_num_threads(THREADS)
@@ -120,7 +126,9 @@ def child(name: str) -> None:
     encode = CONTENDERS[name]()
     load = time.perf_counter() - t
     encode(corpus(), 32)
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB
+    # VmHWM, not ru_maxrss: the latter is inherited from the (large) parent across fork+exec
+    status = Path("/proc/self/status").read_text()
+    rss = int(next(l for l in status.splitlines() if l.startswith("VmHWM:")).split()[1]) / 1024  # KiB -> MiB
     print(json.dumps({"load_s": load, "peak_rss_mib": rss}))
 
 

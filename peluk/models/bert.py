@@ -27,6 +27,7 @@ from peluk.errors import UnsupportedModelError
 from peluk.models.base import ModelOutput, PreTrainedModel
 from peluk.nn.attention import attend, padding_mask
 from peluk.nn.layers import activation
+from peluk.nn.linear import Linear, fused_linear
 
 
 @dataclass
@@ -115,14 +116,14 @@ class BertSelfAttention(nn.Module):
     def __init__(self, c: BertConfig):
         super().__init__()
         self.n_heads = c.num_attention_heads
-        self.query = nn.Linear(c.hidden_size, c.hidden_size)
-        self.key = nn.Linear(c.hidden_size, c.hidden_size)
-        self.value = nn.Linear(c.hidden_size, c.hidden_size)
+        self.query = Linear(c.hidden_size, c.hidden_size)
+        self.key = Linear(c.hidden_size, c.hidden_size)
+        self.value = Linear(c.hidden_size, c.hidden_size)
         self.p_drop = c.attention_probs_dropout_prob
 
     def forward(self, x, mask):
         B, T, C = x.shape
-        q, k, v = (proj(x).view(B, T, self.n_heads, -1).transpose(1, 2) for proj in (self.query, self.key, self.value))  # (B, H, T, D)
+        q, k, v = (t.view(B, T, self.n_heads, -1).transpose(1, 2) for t in fused_linear(x, self.query, self.key, self.value))  # (B, H, T, D)
         y = attend(q, k, v, mask, dropout=self.p_drop if self.training else 0.0)
         return y.transpose(1, 2).reshape(B, T, C)
 
@@ -132,7 +133,7 @@ class BertSelfOutput(nn.Module):
 
     def __init__(self, c: BertConfig, width_in: int):
         super().__init__()
-        self.dense = nn.Linear(width_in, c.hidden_size)
+        self.dense = Linear(width_in, c.hidden_size)
         self.LayerNorm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
         self.dropout = nn.Dropout(c.hidden_dropout_prob)
 
@@ -153,10 +154,14 @@ class BertAttention(nn.Module):
 class BertIntermediate(nn.Module):
     def __init__(self, c: BertConfig):
         super().__init__()
-        self.dense = nn.Linear(c.hidden_size, c.intermediate_size)
+        self.dense = Linear(c.hidden_size, c.intermediate_size)
         self.act = activation(c.hidden_act)
+        # GELU variants fuse into the matmul on the fast CPU path (peluk/nn/linear.py)
+        self.gelu = {"gelu": "none", "gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu_fast": "tanh"}.get(c.hidden_act)
 
     def forward(self, x):
+        if self.gelu and isinstance(self.dense, Linear):  # (not when swapped for a quantized layer)
+            return self.dense(x, gelu=self.gelu)
         return self.act(self.dense(x))
 
 
@@ -181,7 +186,7 @@ class BertEncoder(nn.Module):
 class BertPooler(nn.Module):
     def __init__(self, c: BertConfig):
         super().__init__()
-        self.dense = nn.Linear(c.hidden_size, c.hidden_size)
+        self.dense = Linear(c.hidden_size, c.hidden_size)
 
     def forward(self, h):
         return torch.tanh(self.dense(h[:, 0]))
@@ -236,15 +241,15 @@ class DistilAttention(nn.Module):
     def __init__(self, c: DistilBertConfig):
         super().__init__()
         self.n_heads = c.n_heads
-        self.q_lin = nn.Linear(c.dim, c.dim)
-        self.k_lin = nn.Linear(c.dim, c.dim)
-        self.v_lin = nn.Linear(c.dim, c.dim)
-        self.out_lin = nn.Linear(c.dim, c.dim)
+        self.q_lin = Linear(c.dim, c.dim)
+        self.k_lin = Linear(c.dim, c.dim)
+        self.v_lin = Linear(c.dim, c.dim)
+        self.out_lin = Linear(c.dim, c.dim)
         self.p_drop = c.attention_dropout
 
     def forward(self, x, mask):
         B, T, C = x.shape
-        q, k, v = (proj(x).view(B, T, self.n_heads, -1).transpose(1, 2) for proj in (self.q_lin, self.k_lin, self.v_lin))  # (B, H, T, D)
+        q, k, v = (t.view(B, T, self.n_heads, -1).transpose(1, 2) for t in fused_linear(x, self.q_lin, self.k_lin, self.v_lin))  # (B, H, T, D)
         y = attend(q, k, v, mask, dropout=self.p_drop if self.training else 0.0)
         return self.out_lin(y.transpose(1, 2).reshape(B, T, C))
 
@@ -252,8 +257,8 @@ class DistilAttention(nn.Module):
 class DistilFFN(nn.Module):
     def __init__(self, c: DistilBertConfig):
         super().__init__()
-        self.lin1 = nn.Linear(c.dim, c.hidden_dim)
-        self.lin2 = nn.Linear(c.hidden_dim, c.dim)
+        self.lin1 = Linear(c.dim, c.hidden_dim)
+        self.lin2 = Linear(c.hidden_dim, c.dim)
         self.act = activation(c.activation)
         self.dropout = nn.Dropout(c.dropout)
 
@@ -347,7 +352,7 @@ class _LMHead(nn.Module):
 
     def __init__(self, c: BertConfig, roberta: bool):
         super().__init__()
-        self.dense = nn.Linear(c.hidden_size, c.hidden_size)
+        self.dense = Linear(c.hidden_size, c.hidden_size)
         self.act = activation("gelu" if roberta else c.hidden_act)
         self.norm_name = "layer_norm" if roberta else "LayerNorm"  # the checkpoints' names differ
         setattr(self, self.norm_name, nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps))
@@ -360,7 +365,7 @@ class _BertPredictions(nn.Module):
     def __init__(self, c: BertConfig):
         super().__init__()
         self.transform = _LMHead(c, roberta=False)
-        self.decoder = nn.Linear(c.hidden_size, c.vocab_size)
+        self.decoder = Linear(c.hidden_size, c.vocab_size)
         self.bias = nn.Parameter(torch.zeros(c.vocab_size))
 
     def forward(self, h):
@@ -379,7 +384,7 @@ class _BertOnlyMLMHead(nn.Module):
 class _RobertaLMHead(_LMHead):
     def __init__(self, c: BertConfig):
         super().__init__(c, roberta=True)
-        self.decoder = nn.Linear(c.hidden_size, c.vocab_size)
+        self.decoder = Linear(c.hidden_size, c.vocab_size)
         self.bias = nn.Parameter(torch.zeros(c.vocab_size))
 
     def forward(self, h):
@@ -392,10 +397,10 @@ class BertForMaskedLM(_Head):
         c, p = config, self.prefix
         embeddings = f"{p}.embeddings.word_embeddings.weight"
         if c.model_type == "distilbert":
-            self.vocab_transform = nn.Linear(c.dim, c.dim)
+            self.vocab_transform = Linear(c.dim, c.dim)
             self.act = activation(c.activation)
             self.vocab_layer_norm = nn.LayerNorm(c.dim, eps=1e-12)
-            self.vocab_projector = nn.Linear(c.dim, c.vocab_size)
+            self.vocab_projector = Linear(c.dim, c.vocab_size)
             decoder = "vocab_projector"
             self.tied = {}
         elif _is_roberta(c):
@@ -426,9 +431,9 @@ class _RobertaClassificationHead(nn.Module):
 
     def __init__(self, c: BertConfig, p_drop: float):
         super().__init__()
-        self.dense = nn.Linear(c.hidden_size, c.hidden_size)
+        self.dense = Linear(c.hidden_size, c.hidden_size)
         self.dropout = nn.Dropout(p_drop)
-        self.out_proj = nn.Linear(c.hidden_size, c.num_labels)
+        self.out_proj = Linear(c.hidden_size, c.num_labels)
 
     def forward(self, h):
         x = self.dropout(h[:, 0])
@@ -443,12 +448,12 @@ class BertForSequenceClassification(_Head):
         c = config
         self.dropout = nn.Dropout(self._dropout("sequence"))
         if c.model_type == "distilbert":
-            self.pre_classifier = nn.Linear(c.dim, c.dim)
-            self.classifier = nn.Linear(c.dim, c.num_labels)
+            self.pre_classifier = Linear(c.dim, c.dim)
+            self.classifier = Linear(c.dim, c.num_labels)
         elif _is_roberta(c):
             self.classifier = _RobertaClassificationHead(c, self._dropout("sequence"))
         else:
-            self.classifier = nn.Linear(c.hidden_size, c.num_labels)
+            self.classifier = Linear(c.hidden_size, c.num_labels)
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
                 output_hidden_states=False, output_attentions=False):
@@ -488,7 +493,7 @@ class BertForTokenClassification(_Head):
     def __init__(self, config):
         super().__init__(config)
         self.dropout = nn.Dropout(self._dropout("token"))
-        self.classifier = nn.Linear(_hidden(config), config.num_labels)
+        self.classifier = Linear(_hidden(config), config.num_labels)
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None, labels=None,
                 output_hidden_states=False, output_attentions=False):
@@ -502,7 +507,7 @@ class BertForQuestionAnswering(_Head):
     def __init__(self, config):
         super().__init__(config)
         self.dropout = nn.Dropout(self._dropout("qa") if config.model_type == "distilbert" else 0.0)
-        self.qa_outputs = nn.Linear(_hidden(config), 2)
+        self.qa_outputs = Linear(_hidden(config), 2)
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
                 start_positions=None, end_positions=None, output_hidden_states=False, output_attentions=False):
