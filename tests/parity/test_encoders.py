@@ -55,6 +55,15 @@ def test_parity(arch, head, tmp_path):
     diffs["hidden_states"] = max(_maxdiff(a[valid], b[valid]) for a, b in zip(got.hidden_states, want.hidden_states))
     assert len(got.attentions) == len(want.attentions)
     diffs["attentions"] = max(_maxdiff(a, b) for a, b in zip(got.attentions, want.attentions))
+    # the default path (SDPA, oneDNN linear layers) against transformers' default (SDPA) model
+    fast_ref = type(ref).from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        fast, fast_want = ours(ids, attention_mask=mask), fast_ref(input_ids=ids, attention_mask=mask)
+    key = next(k for k in ("logits", "start_logits", "last_hidden_state") if k in fast_want)
+    a, b = fast[key], fast_want[key]
+    if a.dim() >= 2 and a.shape[:2] == valid.shape:
+        a, b = a[valid], b[valid]
+    diffs[f"fast {key}"] = _maxdiff(a, b)
     print(f"\n{arch}/{head} ({mode}): max abs diff {diffs}")
     assert diffs and max(diffs.values()) < TOL, diffs
 
