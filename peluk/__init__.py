@@ -25,6 +25,7 @@ _LAZY = {
     "AutoModelForSequenceClassification": "peluk.models",
     "AutoModelForTokenClassification": "peluk.models",
     "AutoModelForQuestionAnswering": "peluk.models",
+    "AutoModelForCausalLM": "peluk.models",
     "errors": "peluk.errors",
 }
 

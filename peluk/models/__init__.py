@@ -21,6 +21,9 @@ MODEL_TYPES = {
     "roberta": "peluk.models.bert",
     "xlm-roberta": "peluk.models.bert",
     "distilbert": "peluk.models.bert",
+    "gpt2": "peluk.models.gpt2",
+    "llama": "peluk.models.llama",
+    "mistral": "peluk.models.llama",
 }
 
 
@@ -91,6 +94,10 @@ class AutoModelForQuestionAnswering(_Auto):
     task = "question-answering"
 
 
+class AutoModelForCausalLM(_Auto):
+    task = "causal-lm"
+
+
 __all__ = [
     "MODEL_TYPES",
     "family",
@@ -99,4 +106,5 @@ __all__ = [
     "AutoModelForSequenceClassification",
     "AutoModelForTokenClassification",
     "AutoModelForQuestionAnswering",
+    "AutoModelForCausalLM",
 ]

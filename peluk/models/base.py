@@ -204,6 +204,9 @@ class PreTrainedModel(nn.Module):
 
         directory = Path(directory)
         state = {k: v for k, v in self.state_dict().items() if k not in self.tied}
+        unmap = getattr(_family_of(type(self)), "unmap", None)
+        if unmap is not None:
+            state = unmap(state, self.config)
         self.config.architectures = [type(self).__name__]
         save_state_dict(state, directory, safe_serialization=safe_serialization, max_shard_size=max_shard_size)
         self.config.save_pretrained(directory)

@@ -53,6 +53,25 @@ def padding_mask(attention_mask: torch.Tensor | None, dtype: torch.dtype) -> tor
     return bias[:, None, None, :]  # (B, 1, 1, S)
 
 
+def decoder_mask(attention_mask: torch.Tensor | None, T: int, S: int, dtype: torch.dtype,
+                 sliding_window: int | None = None) -> torch.Tensor | None:
+    """Causal (+ padding, + sliding window) additive mask (B|1, 1, T, S) for T new queries
+    that follow S - T cached positions; None when plain causal attention suffices."""
+    window = sliding_window is not None and S > sliding_window
+    if (attention_mask is None or bool(attention_mask.all())) and not window:
+        return None
+    device = attention_mask.device if attention_mask is not None else None
+    q_pos = torch.arange(S - T, S, device=device)[:, None]
+    k_pos = torch.arange(S, device=device)[None, :]
+    allowed = k_pos <= q_pos  # (T, S)
+    if window:
+        allowed = allowed & (k_pos > q_pos - sliding_window)
+    allowed = allowed[None, None]  # (1, 1, T, S)
+    if attention_mask is not None:
+        allowed = allowed & attention_mask[:, None, None, :S].bool()
+    return torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill_(~allowed, torch.finfo(dtype).min)
+
+
 def attend(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -70,6 +89,8 @@ def attend(
         scale: defaults to 1/sqrt(D).
         is_causal: apply a causal mask aligned to the end of the keys (T <= S).
     """
+    if is_causal and q.shape[-2] == 1:  # one new query may see every key
+        is_causal = False
     if k.shape[1] != q.shape[1]:  # grouped-query attention: share each kv head across H/Hkv heads
         k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
         v = v.repeat_interleave(q.shape[1] // v.shape[1], dim=1)

@@ -1,0 +1,208 @@
+"""Llama-style decoders: Llama 1/2/3, SmolLM/SmolLM2, TinyLlama, Mistral.
+
+A pre-norm decoder (Touvron et al. 2023, https://arxiv.org/abs/2302.13971): RMSNorm, rotary
+position embeddings (``rope_scaling``: default, linear, llama3), grouped-query attention
+(``num_key_value_heads`` < ``num_attention_heads``), a SwiGLU MLP, tied or untied output
+embeddings, optional attention/MLP biases. Mistral (https://arxiv.org/abs/2310.06825) is the
+same network with an optional sliding attention window.
+
+Module paths equal the transformers state-dict keys. Reference:
+transformers/models/llama/modeling_llama.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from peluk.config import PretrainedConfig
+from peluk.models.base import ModelOutput, PreTrainedModel
+from peluk.nn.attention import attend, decoder_mask
+from peluk.nn.cache import KVCache
+from peluk.nn.layers import activation
+from peluk.nn.linear import Linear, fused_linear
+from peluk.nn.rope import apply_rope, inv_freq, rope_tables
+
+
+@dataclass
+class LlamaConfig(PretrainedConfig):
+    vocab_size: int = 32000
+    hidden_size: int = 4096
+    intermediate_size: int = 11008
+    num_hidden_layers: int = 32
+    num_attention_heads: int = 32
+    num_key_value_heads: int | None = None
+    head_dim: int | None = None
+    hidden_act: str = "silu"
+    max_position_embeddings: int = 2048
+    rms_norm_eps: float = 1e-6
+    rope_theta: float | None = None
+    rope_scaling: dict | None = None
+    rope_parameters: dict | None = None  # transformers >= 5 writes rope_theta and the scaling here
+    attention_bias: bool = False
+    mlp_bias: bool = False
+    sliding_window: int | None = None
+    tie_word_embeddings: bool = False
+
+    def __post_init__(self):
+        self.num_key_value_heads = self.num_key_value_heads or self.num_attention_heads
+        self.head_dim = self.head_dim or self.hidden_size // self.num_attention_heads
+
+    @property
+    def rope(self) -> tuple[float, dict | None]:
+        """(theta, scaling) from either the old (rope_theta/rope_scaling) or the new (rope_parameters) keys."""
+        params = dict(self.rope_parameters or {})
+        theta = params.pop("rope_theta", None) or self.rope_theta or 10000.0
+        scaling = self.rope_scaling or (params if params.get("rope_type", "default") != "default" else None)
+        return theta, scaling
+
+
+def config_class(model_type: str):
+    return LlamaConfig
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x):
+        # computed in float32, as the reference does, then cast back
+        h = x.float()
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * h.to(x.dtype)
+
+
+class LlamaAttention(nn.Module):
+    def __init__(self, c: LlamaConfig, index: int):
+        super().__init__()
+        self.index, self.H, self.Hkv, self.D = index, c.num_attention_heads, c.num_key_value_heads, c.head_dim
+        self.q_proj = Linear(c.hidden_size, self.H * self.D, bias=c.attention_bias)
+        self.k_proj = Linear(c.hidden_size, self.Hkv * self.D, bias=c.attention_bias)
+        self.v_proj = Linear(c.hidden_size, self.Hkv * self.D, bias=c.attention_bias)
+        self.o_proj = Linear(self.H * self.D, c.hidden_size, bias=c.attention_bias)
+
+    def forward(self, x, rope, mask, cache):
+        B, T, _ = x.shape
+        q, k, v = fused_linear(x, self.q_proj, self.k_proj, self.v_proj)
+        q = q.view(B, T, self.H, self.D).transpose(1, 2)  # (B, H, T, D)
+        k = k.view(B, T, self.Hkv, self.D).transpose(1, 2)  # (B, Hkv, T, D)
+        v = v.view(B, T, self.Hkv, self.D).transpose(1, 2)  # (B, Hkv, T, D)
+        q, k = apply_rope(q, k, *rope)
+        if cache is not None:
+            k, v = cache.update(self.index, k, v)  # (B, Hkv, S, D)
+        y = attend(q, k, v, mask, is_causal=mask is None)
+        return self.o_proj(y.transpose(1, 2).reshape(B, T, self.H * self.D))
+
+
+class LlamaMLP(nn.Module):
+    def __init__(self, c: LlamaConfig):
+        super().__init__()
+        self.gate_proj = Linear(c.hidden_size, c.intermediate_size, bias=c.mlp_bias)
+        self.up_proj = Linear(c.hidden_size, c.intermediate_size, bias=c.mlp_bias)
+        self.down_proj = Linear(c.intermediate_size, c.hidden_size, bias=c.mlp_bias)
+        self.act = activation(c.hidden_act)
+
+    def forward(self, x):
+        gate, up = fused_linear(x, self.gate_proj, self.up_proj)
+        return self.down_proj(self.act(gate) * up)  # SwiGLU
+
+
+class LlamaDecoderLayer(nn.Module):
+    def __init__(self, c: LlamaConfig, index: int):
+        super().__init__()
+        self.self_attn = LlamaAttention(c, index)
+        self.mlp = LlamaMLP(c)
+        self.input_layernorm = RMSNorm(c.hidden_size, c.rms_norm_eps)
+        self.post_attention_layernorm = RMSNorm(c.hidden_size, c.rms_norm_eps)
+
+    def forward(self, x, rope, mask, cache):
+        x = x + self.self_attn(self.input_layernorm(x), rope, mask, cache)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class LlamaModel(PreTrainedModel):
+    """Embeddings → pre-norm decoder layers → final RMSNorm."""
+
+    def __init__(self, config: LlamaConfig):
+        super().__init__(config)
+        self.checkpoint_prefix = "model"
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.layers = nn.ModuleList(LlamaDecoderLayer(config, i) for i in range(config.num_hidden_layers))
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.inv_freq: torch.Tensor | None = None  # computed on first use (not a checkpoint tensor)
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None, cache: KVCache | None = None,
+                output_hidden_states=False, output_attentions=False):
+        B, T = input_ids.shape
+        past = cache.length if cache is not None else 0
+        if position_ids is None:
+            position_ids = torch.arange(past, past + T, device=input_ids.device)[None].expand(B, -1)
+
+        def run():
+            x = self.embed_tokens(input_ids)  # (B, T, C)
+            rope = rope_tables(position_ids, self._inv_freq(), x.dtype)
+            mask = decoder_mask(attention_mask, T, past + T, x.dtype, self.config.sliding_window)
+            hidden = [x]
+            for layer in self.layers:
+                x = layer(x, rope, mask, cache)
+                hidden.append(x)
+            x = self.norm(x)
+            hidden[-1] = x  # transformers reports the normed output as the last hidden state
+            return x, hidden
+
+        (x, hidden), attentions = self.run_capturing(run, output_attentions)
+        if cache is not None:
+            cache.advance(T)
+        return ModelOutput(last_hidden_state=x, hidden_states=tuple(hidden) if output_hidden_states else None,
+                           attentions=attentions)
+
+    def _inv_freq(self) -> torch.Tensor:
+        if self.inv_freq is None:
+            theta, scaling = self.config.rope
+            self.inv_freq = inv_freq(self.config.head_dim, theta, scaling)
+        return self.inv_freq
+
+    def make_cache(self, batch: int, max_len: int) -> KVCache:
+        c = self.config
+        return KVCache(c.num_hidden_layers, batch, max_len, c.num_key_value_heads, c.head_dim,
+                       dtype=self.embed_tokens.weight.dtype, device=self.embed_tokens.weight.device)
+
+
+class LlamaForCausalLM(PreTrainedModel):
+    def __init__(self, config: LlamaConfig):
+        super().__init__(config)
+        self.prefix = "model"
+        self.model = LlamaModel(config)
+        self.lm_head = Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.tied = {"lm_head.weight": "model.embed_tokens.weight"} if config.tie_word_embeddings else {}
+
+    def make_cache(self, batch: int, max_len: int) -> KVCache:
+        return self.model.make_cache(batch, max_len)
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None, cache: KVCache | None = None, labels=None,
+                output_hidden_states=False, output_attentions=False, logits_to_keep: int = 0):
+        """``logits_to_keep=1`` computes logits for the last position only (generation)."""
+        out = self.model(input_ids, attention_mask, position_ids, cache, output_hidden_states, output_attentions)
+        h = out.last_hidden_state
+        logits = self.lm_head(h[:, -logits_to_keep:] if logits_to_keep else h)  # (B, T, V)
+        loss = None if labels is None else causal_lm_loss(logits, labels)
+        return ModelOutput(loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
+
+
+def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Next-token cross entropy: position t predicts labels[t + 1]; -100 is ignored."""
+    return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100)
+
+
+HEADS = {"base": LlamaModel, "causal-lm": LlamaForCausalLM}
+
+
+def remap(state: dict, config) -> dict:
+    """Checkpoint quirks, one per line."""
+    # old checkpoints saved the rotary inverse frequencies, which are recomputed from the config
+    return {k: v for k, v in state.items() if not k.endswith("rotary_emb.inv_freq")}
