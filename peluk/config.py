@@ -128,3 +128,57 @@ class AutoConfig:
             raise ConfigError(f"{path} has no 'model_type' field")
         module = family(data["model_type"], source=str(path))
         return module.config_class(data["model_type"]).from_dict(data, source=str(path))
+
+
+@dataclass
+class GenerationConfig:
+    """Defaults for ``generate`` (transformers' ``generation_config.json`` fields and defaults)."""
+
+    max_length: int = 20
+    max_new_tokens: int | None = None
+    min_new_tokens: int | None = None
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_k: int | None = 50
+    top_p: float = 1.0
+    min_p: float | None = None
+    repetition_penalty: float = 1.0
+    no_repeat_ngram_size: int = 0
+    num_beams: int = 1
+    length_penalty: float = 1.0
+    early_stopping: bool | str = False
+    num_return_sequences: int = 1
+    bos_token_id: int | None = None
+    eos_token_id: int | list[int] | None = None
+    pad_token_id: int | None = None
+    decoder_start_token_id: int | None = None
+    forced_bos_token_id: int | None = None
+    forced_eos_token_id: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "GenerationConfig":
+        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        return cls(**{k: v for k, v in data.items() if k in names},
+                   extra={k: v for k, v in data.items() if k not in names})
+
+    @classmethod
+    def for_model(cls, model) -> "GenerationConfig":
+        """``generation_config.json`` next to the model's weights, else the token ids of its config."""
+        directory = getattr(model, "name_or_path", None)
+        path = Path(directory) / "generation_config.json" if directory and Path(directory).is_dir() else None
+        if path is not None and path.exists():
+            return cls.from_dict(read_json(path))
+        c = model.config
+        return cls(bos_token_id=c.bos_token_id, eos_token_id=c.eos_token_id, pad_token_id=c.pad_token_id,
+                   decoder_start_token_id=c.extra.get("decoder_start_token_id"),
+                   forced_bos_token_id=c.extra.get("forced_bos_token_id"),
+                   forced_eos_token_id=c.extra.get("forced_eos_token_id"))
+
+    def updated(self, **options) -> "GenerationConfig":
+        """A copy with ``options`` (None values ignored); unknown names raise ValueError."""
+        names = {f.name for f in dataclasses.fields(self)} - {"extra"}
+        unknown = sorted(set(options) - names)
+        if unknown:
+            raise ConfigError(f"unknown generation option(s) {unknown}; known: {sorted(names)}")
+        return dataclasses.replace(self, **{k: v for k, v in options.items() if v is not None})

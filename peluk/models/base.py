@@ -196,6 +196,12 @@ class PreTrainedModel(nn.Module):
             return True
         return self.prefix is not None and not key.startswith(self.prefix + ".")
 
+    def generate(self, input_ids, attention_mask=None, **options):
+        """transformers-style ``model.generate(...)``; see ``peluk.generation.generate``."""
+        from peluk.generation import generate  # the library's one upward reference, resolved lazily
+
+        return generate(self, input_ids, attention_mask, **options)
+
     # --- saving ------------------------------------------------------------------------
     def save_pretrained(self, directory: str | os.PathLike, safe_serialization: bool = True,
                         max_shard_size: int | str | None = None) -> None:
