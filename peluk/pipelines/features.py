@@ -22,7 +22,7 @@ class FeatureExtractionPipeline(Pipeline):
     def preprocess(self, text, **params):
         return [self.model_inputs(self.encode(text))], None
 
-    def forward(self, batch):
+    def forward(self, batch, **params):
         return {"last_hidden_state": self.model(**batch).last_hidden_state}
 
     def postprocess(self, context, outputs, return_tensors=False):
@@ -94,7 +94,7 @@ class SentenceEmbeddingsPipeline(Pipeline):
             raise PipelineError(f"{self.task}: inputs must be strings, got {type(text).__name__}")
         return [self.model_inputs(self.encode(text))], None
 
-    def forward(self, batch):
+    def forward(self, batch, **params):
         hidden = self.model(**batch).last_hidden_state
         return {"embedding": self.pooling(hidden, batch["attention_mask"]).float()}
 

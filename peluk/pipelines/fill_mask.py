@@ -37,7 +37,7 @@ class FillMaskPipeline(Pipeline):
             raise PipelineError(f"fill-mask: no mask token ({self.tokenizer.mask_token}) in the input {text[:80]!r}")
         return [enc], None
 
-    def forward(self, batch):
+    def forward(self, batch, **params):
         logits = self.model(**batch).logits  # (B, T, V)
         is_mask = batch["input_ids"] == self.tokenizer.mask_token_id
         M = int(is_mask.sum(dim=1).max())

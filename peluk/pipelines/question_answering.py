@@ -123,7 +123,7 @@ class QuestionAnsweringPipeline(Pipeline):
                             "encoding": enc.encodings[i]})
         return features, (context, context_index, windows)
 
-    def forward(self, batch):
+    def forward(self, batch, **params):
         out = self.model(**batch)
         return {"start_logits": out.start_logits, "end_logits": out.end_logits}
 

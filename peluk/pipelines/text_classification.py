@@ -55,7 +55,7 @@ class TextClassificationPipeline(Pipeline):
                                 f"got {type(item).__name__}")
         return [self.model_inputs(enc)], None
 
-    def forward(self, batch):
+    def forward(self, batch, **params):
         return {"logits": self.model(**batch).logits}
 
     def postprocess(self, context, outputs, top_k=_LEGACY, function_to_apply=None):
@@ -105,7 +105,7 @@ class ZeroShotClassificationPipeline(Pipeline):
                     for label in candidate_labels]
         return features, (text, list(candidate_labels))
 
-    def forward(self, batch):
+    def forward(self, batch, **params):
         return {"logits": self.model(**batch).logits}
 
     def postprocess(self, context, outputs, candidate_labels=None, hypothesis_template=None, multi_label=False):

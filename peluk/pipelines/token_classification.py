@@ -70,7 +70,7 @@ class TokenClassificationPipeline(Pipeline):
         windows = [(row["input_ids"], row["offset_mapping"], row["special_tokens_mask"]) for row in rows]
         return features, (text, windows)
 
-    def forward(self, batch):
+    def forward(self, batch, **params):
         return {"logits": self.model(**batch).logits}
 
     def postprocess(self, context, outputs, aggregation_strategy="none", ignore_labels=None, stride=None):
