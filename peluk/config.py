@@ -114,15 +114,22 @@ class AutoConfig:
     """
 
     @staticmethod
-    def from_pretrained(name_or_path: str | os.PathLike, revision: str | None = None, **overrides) -> PretrainedConfig:
+    def from_pretrained(name_or_path: str | os.PathLike, revision: str | None = None, gguf_file=None,
+                        **overrides) -> PretrainedConfig:
         from peluk.hub import resolve
         from peluk.models import family
 
         directory = resolve(name_or_path, revision)
         path = directory / "config.json" if directory.is_dir() else directory
-        if directory.is_dir() and not path.exists():
+        if gguf_file is not None or path.suffix == ".gguf":
+            from peluk.gguf import gguf_path, read_gguf
+
+            path = gguf_path(directory, gguf_file)
+            data = read_gguf(path).config_dict()
+        elif directory.is_dir() and not path.exists():
             raise ModelNotFoundError(f"{directory} has no config.json; is it a model directory?")
-        data = read_json(path)
+        else:
+            data = read_json(path)
         data.update(overrides)
         if "model_type" not in data:
             raise ConfigError(f"{path} has no 'model_type' field")

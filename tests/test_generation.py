@@ -137,3 +137,59 @@ def test_bad_input(pair):
             ours.generate(ids, max_new_tokens=2, temprature=0.5)
     steps = list(generate_step(ours, ids, mask, max_new_tokens=3))
     assert len(steps) == 3 and steps[0][0].shape == (3,)
+
+
+class _Scripted(torch.nn.Module):
+    """A stand-in model that always predicts the next token of a fixed script."""
+
+    def __init__(self, script: list[int], vocab: int, eos: int):
+        from peluk.config import PretrainedConfig
+
+        super().__init__()
+        self.script, self.vocab, self.calls = script, vocab, 0
+        self.config = PretrainedConfig(model_type="scripted", eos_token_id=eos)
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+
+    @property
+    def device(self):
+        return torch.device("cpu")
+
+    def make_cache(self, batch, max_len):
+        return None
+
+    def forward(self, ids, attention_mask=None, position_ids=None, cache=None, logits_to_keep=0):
+        from peluk.models.base import ModelOutput
+
+        token = self.script[self.calls] if self.calls < len(self.script) else self.config.eos_token_id
+        self.calls += 1
+        logits = torch.full((ids.shape[0], 1, self.vocab), -10.0)
+        logits[:, :, token] = 10.0
+        return ModelOutput(logits=logits)
+
+
+@pytest.fixture(scope="module")
+def bpe_tokenizer(tmp_path_factory):
+    from peluk.tokenizer import AutoTokenizer
+    from tests.tokenizer_fixtures import bpe_dir, train_bpe
+
+    root = tmp_path_factory.mktemp("bpe")
+    files = train_bpe(root / "files")
+    return AutoTokenizer.from_pretrained(bpe_dir(root, "gpt2", files, {"tokenizer_class": "GPT2Tokenizer"}, "gpt2"))
+
+
+def test_stream_multibyte_and_stop_strings(bpe_tokenizer):
+    from peluk.generation import stream
+
+    tok = bpe_tokenizer
+    text = "Halo 🤗 dunia, apa kabar? STOP tidak terlihat"
+    script = tok(text, add_special_tokens=False)["input_ids"]
+    eos = tok.convert_tokens_to_ids("<|endoftext|>")
+    chunks = list(stream(_Scripted(script, len(tok), eos), tok, [script[0]], stop=["STOP", "kab ar"],
+                         max_new_tokens=len(script) + 3))
+    joined = "".join(chunks)
+    assert joined == tok.decode(script[1:]).split("STOP")[0]
+    assert all("\ufffd" not in c for c in chunks) and len(chunks) > 3
+    # without stop strings the whole script streams, then EOS ends it
+    stats: dict = {}
+    full = "".join(stream(_Scripted(script, len(tok), eos), tok, [script[0]], max_new_tokens=100, stats=stats))
+    assert full == tok.decode(script[1:]) and stats["tokens"] == len(script)

@@ -63,7 +63,8 @@ class _Auto:
         directory = resolve(name_or_path, kwargs.pop("revision", None))
         overrides = {k: kwargs.pop(k) for k in ("id2label", "label2id", "problem_type") if k in kwargs}
         num_labels = kwargs.pop("num_labels", None)
-        config = kwargs.pop("config", None) or AutoConfig.from_pretrained(directory, **overrides)
+        config = kwargs.pop("config", None) or AutoConfig.from_pretrained(directory, gguf_file=kwargs.get("gguf_file"),
+                                                                          **overrides)
         if num_labels is not None:
             config.num_labels = num_labels
         return cls.model_class(config).from_pretrained(directory, config=config, **kwargs)

@@ -105,13 +105,14 @@ class PreTrainedModel(nn.Module):
 
     # --- loading -----------------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, name_or_path, *, dtype=None, device=None, revision=None,
+    def from_pretrained(cls, name_or_path, *, dtype=None, device=None, revision=None, gguf_file=None,
                         ignore_mismatched_sizes: bool = False, config: PretrainedConfig | None = None,
                         **config_overrides):
         """Load a model from a local directory (repo ids resolve through ``peluk.hub``).
 
         Args:
-            name_or_path: directory with config.json and weights.
+            name_or_path: directory with config.json and weights, or a ``.gguf`` file.
+            gguf_file: a GGUF file inside ``name_or_path`` (as transformers' ``gguf_file=``).
             dtype: torch.float32 (default), torch.bfloat16, torch.float16, or their names.
             device: where to put the weights ("cpu", "cuda", ...).
             ignore_mismatched_sizes: re-initialise (with a warning) weights whose shape differs,
@@ -128,10 +129,10 @@ class PreTrainedModel(nn.Module):
         directory = resolve(name_or_path, revision)
         if config is None:
             num_labels = config_overrides.pop("num_labels", None)
-            config = AutoConfig.from_pretrained(directory, **config_overrides)
+            config = AutoConfig.from_pretrained(directory, gguf_file=gguf_file, **config_overrides)
             if num_labels is not None:
                 config.num_labels = num_labels
-        state = load_state_dict(directory)
+        state = load_state_dict(directory, gguf_file)
         model = cls.from_state_dict(config, state, dtype=dtype, device=device,
                                     ignore_mismatched_sizes=ignore_mismatched_sizes, source=str(directory))
         model.name_or_path = str(directory)
