@@ -184,12 +184,12 @@ def test_stream_multibyte_and_stop_strings(bpe_tokenizer):
     text = "Halo 🤗 dunia, apa kabar? STOP tidak terlihat"
     script = tok(text, add_special_tokens=False)["input_ids"]
     eos = tok.convert_tokens_to_ids("<|endoftext|>")
-    chunks = list(stream(_Scripted(script, len(tok), eos), tok, [script[0]], stop=["STOP", "kab ar"],
+    chunks = list(stream(_Scripted(script[1:], len(tok), eos), tok, [script[0]], stop=["STOP", "kab ar"],
                          max_new_tokens=len(script) + 3))
     joined = "".join(chunks)
     assert joined == tok.decode(script[1:]).split("STOP")[0]
     assert all("\ufffd" not in c for c in chunks) and len(chunks) > 3
     # without stop strings the whole script streams, then EOS ends it
     stats: dict = {}
-    full = "".join(stream(_Scripted(script, len(tok), eos), tok, [script[0]], max_new_tokens=100, stats=stats))
-    assert full == tok.decode(script[1:]) and stats["tokens"] == len(script)
+    full = "".join(stream(_Scripted(script[1:], len(tok), eos), tok, [script[0]], max_new_tokens=100, stats=stats))
+    assert full == tok.decode(script[1:]) and stats["tokens"] == len(script)  # the script, then EOS
