@@ -26,6 +26,7 @@ _LAZY = {
     "AutoModelForTokenClassification": "peluk.models",
     "AutoModelForQuestionAnswering": "peluk.models",
     "AutoModelForCausalLM": "peluk.models",
+    "AutoModelForSeq2SeqLM": "peluk.models",
     "errors": "peluk.errors",
 }
 

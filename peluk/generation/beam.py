@@ -22,8 +22,13 @@ def _gather(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return t.gather(1, idx.expand(*idx.shape[:2], *t.shape[2:]))
 
 
-def beam_search(model, input_ids, attention_mask, config, max_new_tokens: int):
-    """Returns (B * num_return_sequences, T + generated) sequences, best first per prompt."""
+def beam_search(model, input_ids, attention_mask, config, max_new_tokens: int, cache=None, extra_processors=(),
+                positions_from_mask: bool = True):
+    """Returns (B * num_return_sequences, T + generated) sequences, best first per prompt.
+
+    Encoder-decoders pass their decoder start ids as ``input_ids``, a ``cache`` that holds the
+    encoder output (one copy per beam) and forced-token processors.
+    """
     nb = config.num_beams
     B, T = input_ids.shape
     device = input_ids.device
@@ -48,14 +53,16 @@ def beam_search(model, input_ids, attention_mask, config, max_new_tokens: int):
     beam_idx = running_idx.clone()
 
     mask = (attention_mask if attention_mask is not None else torch.ones_like(input_ids)).repeat_interleave(nb, 0)
-    processors = processors_for(repetition_penalty_=config.repetition_penalty,
-                                no_repeat_ngram_size=config.no_repeat_ngram_size, attention_mask=mask)
+    processors = list(extra_processors) + processors_for(
+        repetition_penalty_=config.repetition_penalty, no_repeat_ngram_size=config.no_repeat_ngram_size,
+        attention_mask=mask if positions_from_mask else None)
     positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
-    cache = model.make_cache(B * nb, max_length)
+    cache = cache if cache is not None else model.make_cache(B * nb, max_length)
+    call = getattr(model, "decode_step", model)
     ids = input_ids.repeat_interleave(nb, 0)
     cur = T
     while True:
-        logits = model(ids, attention_mask=mask, position_ids=positions, cache=cache, logits_to_keep=1).logits[:, -1]
+        logits = call(ids, attention_mask=mask, position_ids=positions, cache=cache, logits_to_keep=1).logits[:, -1]
         log_probs = logits.float().log_softmax(-1)
         log_probs = apply_all(processors, running[:, :, :cur].reshape(B * nb, cur), log_probs)
         V = log_probs.shape[-1]

@@ -54,12 +54,13 @@ def generate_step(model, input_ids: torch.Tensor, attention_mask: torch.Tensor |
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
     cache = cache if cache is not None else model.make_cache(B, T + max_new_tokens)
+    call = getattr(model, "decode_step", model)  # encoder-decoders: the decoder, reading the encoder from cache
     # positions count real tokens only, so a left-padded row is numbered as if unpadded
     positions = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
     sequences, ids, unfinished = input_ids, input_ids, torch.ones(B, dtype=torch.bool, device=device)
     for step in range(max_new_tokens):
-        logits = model(ids, attention_mask=attention_mask, position_ids=positions, cache=cache,
-                       logits_to_keep=1).logits[:, -1].float()  # (B, V)
+        logits = call(ids, attention_mask=attention_mask, position_ids=positions, cache=cache,
+                      logits_to_keep=1).logits[:, -1].float()  # (B, V)
         scores = logits
         if step < min_new_tokens and len(eos):
             scores = scores.index_fill(1, eos, -float("inf"))
@@ -126,6 +127,9 @@ def generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
     >>> ids = tok("Ibu kota Indonesia adalah", return_tensors="pt").input_ids   # doctest: +SKIP
     >>> tok.decode(generate(model, ids, max_new_tokens=10)[0])                  # doctest: +SKIP
     """
+    if getattr(model, "is_encoder_decoder", False):
+        return _generate_seq2seq(model, input_ids, attention_mask, tokenizer=tokenizer, stop=stop, seed=seed,
+                                 generator=generator, output_logprobs=output_logprobs, **options)
     config, input_ids, attention_mask, new = _prepare(model, input_ids, attention_mask, options, truncate_prompt)
     if new == 0:
         return ModelOutput(sequences=input_ids, logprobs=input_ids.new_zeros(input_ids.shape[0], 0).float()) \
@@ -158,6 +162,64 @@ def generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
                                pad_token_id=config.pad_token_id, min_new_tokens=config.min_new_tokens or 0,
                                stop=criterion, logprobs=output_logprobs))
     sequences = torch.cat([input_ids, torch.stack([t for t, _ in steps], dim=1)], dim=1)
+    if output_logprobs:
+        return ModelOutput(sequences=sequences, logprobs=torch.stack([lp for _, lp in steps], dim=1))
+    return sequences
+
+
+def _generate_seq2seq(model, input_ids, attention_mask, *, tokenizer, stop, seed, generator, output_logprobs, **options):
+    """Encoder-decoders: run the encoder once, then decode from ``decoder_start_token_id``.
+
+    Returns the decoder sequences (start token first), as transformers does.
+    """
+    from peluk.generation.sampling import forced_token
+
+    config = GenerationConfig.for_model(model).updated(**options)
+    if input_ids.dim() == 1:
+        input_ids = input_ids[None]
+    if input_ids.shape[1] == 0:
+        raise GenerationError("the input is empty: give at least one token")
+    start = config.decoder_start_token_id if config.decoder_start_token_id is not None else config.bos_token_id
+    if start is None:
+        raise GenerationError("the model config has no decoder_start_token_id")
+    new = config.max_new_tokens if config.max_new_tokens is not None else max(config.max_length - 1, 0)
+    B = input_ids.shape[0]
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    encoded = model.get_encoder()(input_ids, attention_mask).last_hidden_state
+    rows = config.num_beams if config.num_beams > 1 else config.num_return_sequences
+    if rows > 1:  # one copy of the encoder output per beam / returned sequence
+        encoded, attention_mask = encoded.repeat_interleave(rows, 0), attention_mask.repeat_interleave(rows, 0)
+    decoder_ids = torch.full((B, 1), start, dtype=torch.long, device=input_ids.device)
+    if new == 0:
+        return decoder_ids
+    forced = []
+    if config.forced_bos_token_id is not None:  # e.g. mBART's target language code
+        forced.append(forced_token(config.forced_bos_token_id, at_length=2))
+    if config.forced_eos_token_id is not None:
+        forced.append(forced_token(config.forced_eos_token_id, at_length=1 + new))
+    if generator is None and seed is not None:
+        generator = torch.Generator(device=input_ids.device).manual_seed(seed)
+    if config.num_beams > 1:
+        from peluk.generation.beam import beam_search
+
+        if config.do_sample:
+            raise GenerationError("beam sampling (num_beams > 1 with do_sample=True) is not supported")
+        cache = model.make_cache(B * config.num_beams, 1 + new, encoded, attention_mask)
+        return beam_search(model, decoder_ids, None, config, new, cache=cache, extra_processors=forced,
+                           positions_from_mask=False)
+    decoder_ids = decoder_ids.repeat_interleave(rows, 0)
+    cache = model.make_cache(B * rows, 1 + new, encoded, attention_mask)
+    processors = forced + processors_for(do_sample=config.do_sample, temperature_=config.temperature,
+                                         top_k_=config.top_k, top_p_=config.top_p, min_p_=config.min_p,
+                                         repetition_penalty_=config.repetition_penalty,
+                                         no_repeat_ngram_size=config.no_repeat_ngram_size)
+    criterion = stop_strings(tokenizer, stop, 1) if stop else None
+    steps = list(generate_step(model, decoder_ids, max_new_tokens=new, processors=processors,
+                               do_sample=config.do_sample, generator=generator, eos_token_id=config.eos_token_id,
+                               pad_token_id=config.pad_token_id, min_new_tokens=config.min_new_tokens or 0,
+                               stop=criterion, logprobs=output_logprobs, cache=cache))
+    sequences = torch.cat([decoder_ids, torch.stack([t for t, _ in steps], dim=1)], dim=1)
     if output_logprobs:
         return ModelOutput(sequences=sequences, logprobs=torch.stack([lp for _, lp in steps], dim=1))
     return sequences

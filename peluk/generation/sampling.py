@@ -47,6 +47,17 @@ def no_repeat_ngram(n: int) -> Processor:
     return apply
 
 
+def forced_token(token: int, at_length: int) -> Processor:
+    """Force ``token`` when the sequence so far has ``at_length - 1`` tokens (forced BOS/EOS)."""
+    def apply(seqs, scores):
+        if seqs.shape[1] != at_length - 1:
+            return scores
+        forced = torch.full_like(scores, -float("inf"))
+        forced[:, token] = 0
+        return forced
+    return apply
+
+
 def temperature(t: float) -> Processor:
     return lambda seqs, scores: scores / t
 

@@ -24,6 +24,10 @@ MODEL_TYPES = {
     "gpt2": "peluk.models.gpt2",
     "llama": "peluk.models.llama",
     "mistral": "peluk.models.llama",
+    "t5": "peluk.models.t5",
+    "bart": "peluk.models.bart",
+    "mbart": "peluk.models.bart",
+    "marian": "peluk.models.bart",
 }
 
 
@@ -99,6 +103,10 @@ class AutoModelForCausalLM(_Auto):
     task = "causal-lm"
 
 
+class AutoModelForSeq2SeqLM(_Auto):
+    task = "seq2seq-lm"
+
+
 __all__ = [
     "MODEL_TYPES",
     "family",
@@ -108,4 +116,5 @@ __all__ = [
     "AutoModelForTokenClassification",
     "AutoModelForQuestionAnswering",
     "AutoModelForCausalLM",
+    "AutoModelForSeq2SeqLM",
 ]

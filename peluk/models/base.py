@@ -256,8 +256,8 @@ def _set(module: nn.Module, path: str, value) -> None:
 def _init_missing(model: PreTrainedModel, missing: list[str], dtype: torch.dtype) -> None:
     """Materialise the modules that own missing keys and give them transformers' init."""
     std = model.config.initializer_range
-    for name in sorted({k.rsplit(".", 1)[0] for k in missing}):
-        module = _get(model, name)
+    for name in sorted({k.rsplit(".", 1)[0] if "." in k else "" for k in missing}):
+        module = _get(model, name) if name else model
         module.to_empty(device="cpu", recurse=False)
         if isinstance(module, (nn.Linear, nn.Embedding, nn.LayerNorm)):
             init_weights(module, std)

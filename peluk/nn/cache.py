@@ -57,3 +57,34 @@ class KVCache:
     def trim(self, length: int) -> None:
         """Forget positions from ``length`` on (e.g. to reuse a shared prompt prefix)."""
         self.length = min(self.length, length)
+
+
+class Seq2SeqCache:
+    """What an encoder-decoder's decoder needs across steps: its self-attention ``KVCache``, the
+    encoder output (and mask) it attends to, and the cross-attention keys/values of every layer,
+    computed from the encoder output once per generation."""
+
+    def __init__(self, self_attn: KVCache, encoder_hidden_states: torch.Tensor,
+                 encoder_attention_mask: torch.Tensor | None = None):
+        self.self_attn = self_attn
+        self.encoder_hidden_states = encoder_hidden_states
+        self.encoder_attention_mask = encoder_attention_mask
+        self.cross: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(self_attn.k)
+
+    @property
+    def length(self) -> int:
+        return self.self_attn.length
+
+    def cross_kv(self, layer: int, project) -> tuple[torch.Tensor, torch.Tensor]:
+        """The layer's cross-attention (k, v): ``project(encoder_hidden_states)`` the first time."""
+        if self.cross[layer] is None:
+            self.cross[layer] = project(self.encoder_hidden_states)
+        return self.cross[layer]
+
+    def reorder(self, index: torch.Tensor) -> None:
+        self.self_attn.reorder(index)
+        self.encoder_hidden_states = self.encoder_hidden_states.index_select(0, index)
+        if self.encoder_attention_mask is not None:
+            self.encoder_attention_mask = self.encoder_attention_mask.index_select(0, index)
+        self.cross = [None if kv is None else (kv[0].index_select(0, index), kv[1].index_select(0, index))
+                      for kv in self.cross]
