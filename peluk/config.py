@@ -143,6 +143,7 @@ class GenerationConfig:
 
     max_length: int = 20
     max_new_tokens: int | None = None
+    min_length: int = 0
     min_new_tokens: int | None = None
     do_sample: bool = False
     temperature: float = 1.0

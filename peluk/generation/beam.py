@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from peluk.generation.sampling import apply_all, processors_for
+from peluk.generation.sampling import apply_all, min_length, processors_for
 
 
 def _gather(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -53,7 +53,8 @@ def beam_search(model, input_ids, attention_mask, config, max_new_tokens: int, c
     beam_idx = running_idx.clone()
 
     mask = (attention_mask if attention_mask is not None else torch.ones_like(input_ids)).repeat_interleave(nb, 0)
-    processors = list(extra_processors) + processors_for(
+    minimum = max(T + (config.min_new_tokens or 0), config.min_length)
+    processors = [min_length(eos.tolist(), minimum)] + list(extra_processors) + processors_for(
         repetition_penalty_=config.repetition_penalty, no_repeat_ngram_size=config.no_repeat_ngram_size,
         attention_mask=mask if positions_from_mask else None)
     positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)

@@ -159,7 +159,8 @@ def generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
     criterion = stop_strings(tokenizer, stop, T) if stop else None
     steps = list(generate_step(model, input_ids, attention_mask, max_new_tokens=new, processors=processors,
                                do_sample=config.do_sample, generator=generator, eos_token_id=config.eos_token_id,
-                               pad_token_id=config.pad_token_id, min_new_tokens=config.min_new_tokens or 0,
+                               pad_token_id=config.pad_token_id,
+                               min_new_tokens=max(config.min_new_tokens or 0, config.min_length - T),
                                stop=criterion, logprobs=output_logprobs))
     sequences = torch.cat([input_ids, torch.stack([t for t, _ in steps], dim=1)], dim=1)
     if output_logprobs:
@@ -215,9 +216,10 @@ def _generate_seq2seq(model, input_ids, attention_mask, *, tokenizer, stop, seed
                                          repetition_penalty_=config.repetition_penalty,
                                          no_repeat_ngram_size=config.no_repeat_ngram_size)
     criterion = stop_strings(tokenizer, stop, 1) if stop else None
+    min_new = max(config.min_new_tokens or 0, config.min_length - 1)  # min_length counts the start token
     steps = list(generate_step(model, decoder_ids, max_new_tokens=new, processors=processors,
                                do_sample=config.do_sample, generator=generator, eos_token_id=config.eos_token_id,
-                               pad_token_id=config.pad_token_id, min_new_tokens=config.min_new_tokens or 0,
+                               pad_token_id=config.pad_token_id, min_new_tokens=min_new,
                                stop=criterion, logprobs=output_logprobs, cache=cache))
     sequences = torch.cat([decoder_ids, torch.stack([t for t, _ in steps], dim=1)], dim=1)
     if output_logprobs:

@@ -58,6 +58,15 @@ def forced_token(token: int, at_length: int) -> Processor:
     return apply
 
 
+def min_length(eos: list[int], length: int) -> Processor:
+    """Forbid EOS while sequences are shorter than ``length`` tokens."""
+    def apply(seqs, scores):
+        if seqs.shape[1] >= length or not eos:
+            return scores
+        return scores.index_fill(1, torch.tensor(eos, device=scores.device), -float("inf"))
+    return apply
+
+
 def temperature(t: float) -> Processor:
     return lambda seqs, scores: scores / t
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import re
 from pathlib import Path
 
 from peluk.errors import PipelineError
@@ -34,6 +35,12 @@ TASKS = {
     "token-classification": ("token_classification", "TokenClassificationPipeline", "AutoModelForTokenClassification",
                              None, "a token-classification (NER) model"),
     "text-generation": ("text_generation", "TextGenerationPipeline", "AutoModelForCausalLM", SMOLLM2, None),
+    "text2text-generation": ("text2text", "Text2TextGenerationPipeline", "AutoModelForSeq2SeqLM", None,
+                             "an encoder-decoder model (T5, BART, mBART, Marian)"),
+    "summarization": ("text2text", "SummarizationPipeline", "AutoModelForSeq2SeqLM", None,
+                      "a summarization model (e.g. a BART or T5 checkpoint fine-tuned for summaries)"),
+    "translation": ("text2text", "TranslationPipeline", "AutoModelForSeq2SeqLM", None,
+                    "a translation model (e.g. a Marian opus-mt-en-id directory)"),
     "question-answering": ("question_answering", "QuestionAnsweringPipeline", "AutoModelForQuestionAnswering",
                            None, "an extractive question-answering model (e.g. fine-tuned on SQuAD)"),
 }
@@ -67,6 +74,11 @@ def pipeline(task: str, model=None, tokenizer=None, device=None, batch_size: int
         PipelineError: unknown task, or no model given for a task without a default.
     """
     name = ALIASES.get(task, task)
+    match = re.fullmatch(r"translation_(\w+?)_to_(\w+)", name)
+    if match:  # translation_en_to_id: the language pair is part of the task name
+        name = "translation"
+        params.setdefault("src_lang", match[1])
+        params.setdefault("tgt_lang", match[2])
     if name not in TASKS:
         raise PipelineError(f"unknown task {task!r}; peluk has {sorted(TASKS) + sorted(ALIASES)}")
     module, cls_name, auto, default, needs = TASKS[name]
