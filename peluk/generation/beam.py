@@ -98,7 +98,7 @@ def beam_search(model, input_ids, attention_mask, config, max_new_tokens: int, c
         finished = _gather(torch.cat([finished, just_finished], 1), merged)
 
         # reorder the cache rows to follow their beams
-        cache.reorder(running_idx[:, :, cur - T].reshape(-1))
+        cache.reorder_beams(running_idx[:, :, cur - T].reshape(-1))
         cur += 1
         best_len = (max_length - T) if (es == "never" and lp > 0.0) else (cur - T)
         best_running = running_scores[:, :1] / (best_len ** lp)

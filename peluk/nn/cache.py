@@ -54,6 +54,13 @@ class KVCache:
             self.k[i] = self.k[i].index_select(0, index)
             self.v[i] = self.v[i].index_select(0, index)
 
+    def reorder_beams(self, index: torch.Tensor) -> None:
+        """Beam search's per-step reorder: only the written positions move, in place."""
+        n = self.length
+        for i in range(len(self.k)):
+            self.k[i][:, :, :n] = self.k[i][:, :, :n].index_select(0, index)
+            self.v[i][:, :, :n] = self.v[i][:, :, :n].index_select(0, index)
+
     def trim(self, length: int) -> None:
         """Forget positions from ``length`` on (e.g. to reuse a shared prompt prefix)."""
         self.length = min(self.length, length)
@@ -80,6 +87,10 @@ class Seq2SeqCache:
         if self.cross[layer] is None:
             self.cross[layer] = project(self.encoder_hidden_states)
         return self.cross[layer]
+
+    def reorder_beams(self, index: torch.Tensor) -> None:
+        """Beams of one input share its encoder output, so only the decoder's own cache moves."""
+        self.self_attn.reorder_beams(index)
 
     def reorder(self, index: torch.Tensor) -> None:
         self.self_attn.reorder(index)
