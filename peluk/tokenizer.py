@@ -6,10 +6,13 @@ It reads ``tokenizer.json`` when present, else ``vocab.txt`` (BERT WordPiece) or
 ``merges.txt`` (byte-level BPE as in GPT-2 and RoBERTa), together with ``tokenizer_config.json``
 and ``special_tokens_map.json``.
 
-transformers 5 rebuilds the pipeline of the BERT, RoBERTa and GPT-2 tokenizer classes (and their
-aliases) from ``tokenizer_config.json`` options, taking only the vocabulary from
+transformers 5 rebuilds the pipeline of the BERT, RoBERTa, GPT-2, T5 and mBART tokenizer classes (and
+their aliases) from ``tokenizer_config.json`` options, taking only the vocabulary from
 ``tokenizer.json``; peluk does the same for those classes, so a ``tokenizer.json`` that disagrees
 with its config tokenizes as it does in transformers. Other classes use ``tokenizer.json`` as is.
+
+SentencePiece-based seq2seq tokenizers (T5, mBART, mBART-50, Marian) are built in :mod:`peluk.spm`;
+``tokenizer(text, text_target=...)`` adds the target side's ids as ``labels``, as in transformers.
 
 Truncation and padding run in Rust, and overflowing windows are flattened into the batch with an
 ``overflow_to_sample_mapping``, as in transformers' fast tokenizers (question answering with a
@@ -53,7 +56,10 @@ _FAMILY = {
     ),
     **dict.fromkeys(["RobertaTokenizer", "BartTokenizer", "LongformerTokenizer"], "roberta"),
     "GPT2Tokenizer": "gpt2",
+    # SentencePiece Unigram families (built in peluk.spm); Marian is handled there separately.
+    "T5Tokenizer": "t5", "MBartTokenizer": "mbart", "MBart50Tokenizer": "mbart50",
 }
+_MODEL_TYPE = {"wordpiece": "WordPiece", "t5": "Unigram", "mbart": "Unigram", "mbart50": "Unigram"}  # else BPE
 # Classes whose model_input_names include token_type_ids; all others return ids and mask only.
 _WITH_TOKEN_TYPES = {
     "BertTokenizer", "ElectraTokenizer", "ConvBertTokenizer", "SqueezeBertTokenizer", "MobileBertTokenizer",
@@ -68,7 +74,8 @@ _CLASS_FOR_MODEL_TYPE = {
     "bert": "BertTokenizer", "distilbert": "BertTokenizer", "electra": "BertTokenizer",
     "mobilebert": "BertTokenizer", "roberta": "RobertaTokenizer", "bart": "RobertaTokenizer",
     "longformer": "RobertaTokenizer", "gpt2": "GPT2Tokenizer", "deberta": "DebertaTokenizer",
-    "deberta-v2": "DebertaV2Tokenizer",
+    "deberta-v2": "DebertaV2Tokenizer", "t5": "T5Tokenizer", "mt5": "T5Tokenizer", "mbart": "MBartTokenizer",
+    "mbart50": "MBart50Tokenizer", "marian": "MarianTokenizer",
 }
 # The special tokens each family's transformers class defaults to when the config names none.
 _DEFAULT_SPECIALS = {
@@ -260,7 +267,13 @@ class Tokenizer:
             class_name = class_name.removesuffix("Fast")
         family = _FAMILY.get(class_name)
 
-        data = backend = None
+        from peluk import spm  # imported here: peluk.spm builds on this module
+
+        if class_name == "MarianTokenizer" or (not class_name and not files["tokenizer.json"].exists()
+                                               and (directory / "source.spm").exists()):
+            # Marian reads its SentencePiece models even next to a tokenizer.json, as transformers does.
+            return spm.MarianTokenizer.load(directory, {**config, **kwargs})
+        data = backend = sentencepiece = None
         if files["tokenizer.json"].exists():
             # transformers ignores these two next to a tokenizer.json (its post-processor decides).
             config.pop("add_bos_token", None)
@@ -270,7 +283,7 @@ class Tokenizer:
                     data = json.loads(files["tokenizer.json"].read_text(encoding="utf-8"))
                 except (OSError, ValueError) as e:
                     raise TokenizerError(f"{files['tokenizer.json']} cannot be read as JSON: {e}") from None
-                expected = "WordPiece" if family == "wordpiece" else "BPE"
+                expected = _MODEL_TYPE.get(family, "BPE")
                 if data.get("model", {}).get("type", expected) != expected:
                     family = data = None  # a class name that does not fit the file: trust the file
             if family is None:
@@ -278,6 +291,8 @@ class Tokenizer:
                     backend = RustTokenizer.from_file(str(files["tokenizer.json"]))
                 except Exception as e:
                     raise TokenizerError(f"{files['tokenizer.json']} is not a valid tokenizer.json: {e}") from None
+        elif family in spm.MODEL_FILES and (directory / spm.MODEL_FILES[family]).exists():
+            sentencepiece = spm.read_sentencepiece(directory / spm.MODEL_FILES[family])
         elif files["vocab.txt"].exists():
             if family != "wordpiece":
                 family, class_name = "wordpiece", "BertTokenizer"
@@ -285,10 +300,15 @@ class Tokenizer:
             if family not in ("roberta", "gpt2"):
                 family = "roberta" if class_name.startswith("Roberta") or model_type == "roberta" else "gpt2"
                 class_name = {"roberta": "RobertaTokenizer", "gpt2": "GPT2Tokenizer"}[family]
+        elif family is None and (guess := next((f for f, n in spm.MODEL_FILES.items() if (directory / n).exists()),
+                                               None)):
+            family, class_name = guess, {"t5": "T5Tokenizer", "mbart": "MBartTokenizer"}[guess]
+            sentencepiece = spm.read_sentencepiece(directory / spm.MODEL_FILES[guess])
         else:
             raise TokenizerError(
-                f"no tokenizer files in {directory}: looked for tokenizer.json, vocab.txt, or vocab.json with "
-                "merges.txt. Copy the tokenizer files of the model into this directory."
+                f"no tokenizer files in {directory}: looked for tokenizer.json, vocab.txt, vocab.json with "
+                "merges.txt, and SentencePiece models (spiece.model, sentencepiece.bpe.model, Marian's source.spm "
+                "and target.spm). Copy the tokenizer files of the model into this directory."
             )
 
         # chat_template.jinja (and additional_chat_templates/*.jinja) win over tokenizer_config.json
@@ -310,6 +330,10 @@ class Tokenizer:
                 added = {t["id"]: _as_added_token(t) for t in data.get("added_tokens", [])}
             else:
                 added = backend.get_added_tokens_decoder() if backend is not None else {}
+        if family in spm.MODEL_FILES:
+            spm.prepare_config(family, config, sentencepiece)
+            vocab = (spm.unigram_vocab(family, sentencepiece, config) if sentencepiece is not None
+                     else [tuple(v) for v in data["model"]["vocab"]])
         by_content = {str(t): t for t in added.values()}
         for name in SPECIAL_TOKEN_NAMES:
             value = _as_added_token(config.get(name), True)
@@ -318,6 +342,9 @@ class Tokenizer:
         if family == "wordpiece":
             vocab = data["model"]["vocab"] if data else str(files["vocab.txt"])
             backend = _build(family, config, vocab)
+        elif family in spm.MODEL_FILES:
+            charsmap = sentencepiece.precompiled_charsmap if sentencepiece else spm.charsmap_of(data)
+            backend = spm.build_unigram(family, vocab, charsmap)
         elif family is not None:
             if data:
                 merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in data["model"]["merges"]]
@@ -326,7 +353,7 @@ class Tokenizer:
                     backend.post_processor = _post_processor_of(data)
             else:
                 backend = _build(family, config, str(files["vocab.json"]), str(files["merges.txt"]))
-        tokenizer = cls(backend, config, class_name)
+        tokenizer = (spm.MBartTokenizer if family in spm.LANGUAGES else cls)(backend, config, class_name)
         tokenizer._add_known_tokens(added)
         tokenizer._set_post_processor(family)
         backend.encode_special_tokens = bool(config.get("split_special_tokens", False))
@@ -391,6 +418,9 @@ class Tokenizer:
                 trim_offsets=self._config.get("trim_offsets", True),
                 add_prefix_space=self._config.get("add_prefix_space", False),
             )
+        elif family == "t5":  # "</s>" after each sequence
+            self.backend.post_processor = processors.TemplateProcessing(
+                single=["$A", "</s>"], pair=["$A", "</s>", "$B", "</s>"], special_tokens=[("</s>", self.eos_token_id)])
         elif self.backend.post_processor is None or "add_bos_token" in self._config or "add_eos_token" in self._config:
             # transformers' update_post_processor: optional BOS/EOS around each sequence.
             bos = self.bos_token if self._config.get("add_bos_token") and self.bos_token else None
@@ -447,9 +477,11 @@ class Tokenizer:
 
     def __call__(
         self,
-        text: str | list[str] | list[tuple[str, str]] | list[list[str]],
+        text: str | list[str] | list[tuple[str, str]] | list[list[str]] | None = None,
         text_pair: str | list[str] | None = None,
         *,
+        text_target: str | list[str] | None = None,
+        text_pair_target: str | list[str] | None = None,
         add_special_tokens: bool = True,
         padding: bool | str = False,
         truncation: bool | str | None = None,
@@ -473,6 +505,10 @@ class Tokenizer:
             text: a string; a list (or tuple) of strings, which is a batch; a list of
                 ``(text, pair)`` tuples; with ``is_split_into_words``, a list of words or a batch of them.
             text_pair: the second sequence(s), matching ``text``.
+            text_target: target text(s) of a sequence-to-sequence model, encoded with the target-side
+                rules (Marian's target.spm, mBART's ``tgt_lang``). With ``text``, their ids are added as
+                ``labels`` (padded and truncated like the inputs); alone, they are the result.
+            text_pair_target: the second target sequence(s), matching ``text_target``.
             padding: ``True``/``"longest"`` (to the longest row), ``"max_length"`` or
                 ``False``/``"do_not_pad"``.
             truncation: ``True``/``"longest_first"``, ``"only_first"``, ``"only_second"`` or
@@ -488,10 +524,47 @@ class Tokenizer:
             A :class:`BatchEncoding`: flat lists for a single unbatched input, lists of rows otherwise.
 
         Raises:
-            TokenizerError: an unknown padding or truncation strategy, padding without a pad
-                token, unusable input, or a truncation the inputs cannot satisfy.
+            TokenizerError: neither ``text`` nor ``text_target``, an unknown padding or truncation
+                strategy, padding without a pad token, unusable input, or a truncation the inputs
+                cannot satisfy.
         """
+        if text is None and text_target is None:
+            raise TokenizerError("nothing to tokenize: pass text, text_target (a seq2seq model's labels) or both")
         pad, trunc, max_length = self._strategies(padding, truncation, max_length, pad_to_multiple_of, padding_side)
+        options = dict(add_special_tokens=add_special_tokens, stride=stride, is_split_into_words=is_split_into_words,
+                       pad_to_multiple_of=pad_to_multiple_of, padding_side=padding_side, return_tensors=return_tensors,
+                       return_token_type_ids=return_token_type_ids, return_attention_mask=return_attention_mask,
+                       return_overflowing_tokens=return_overflowing_tokens,
+                       return_special_tokens_mask=return_special_tokens_mask,
+                       return_offsets_mapping=return_offsets_mapping, return_length=return_length, verbose=verbose)
+        encodings = None
+        if text is not None:
+            self._switch_to_input_mode()
+            encodings = self._encode(text, text_pair, pad, trunc, max_length, **options)
+        if text_target is None:
+            return encodings
+        self._switch_to_target_mode()
+        try:
+            targets = self._encode(text_target, text_pair_target, pad, trunc, max_length, **options)
+        finally:
+            self._switch_to_input_mode()  # as transformers leaves it
+        if encodings is None:
+            return targets
+        encodings["labels"] = targets["input_ids"]
+        return encodings
+
+    def _switch_to_input_mode(self) -> None:
+        """Prepare to encode inputs (seq2seq tokenizers whose targets are encoded differently override this)."""
+
+    def _switch_to_target_mode(self) -> None:
+        """Prepare to encode targets (``text_target=``); see :meth:`_switch_to_input_mode`."""
+
+    def _encode(self, text, text_pair, pad: str, trunc: str, max_length: int | None, *, add_special_tokens: bool,
+                stride: int, is_split_into_words: bool, pad_to_multiple_of: int | None, padding_side: str | None,
+                return_tensors: str | None, return_token_type_ids: bool | None, return_attention_mask: bool | None,
+                return_overflowing_tokens: bool, return_special_tokens_mask: bool, return_offsets_mapping: bool,
+                return_length: bool, verbose: bool) -> BatchEncoding:
+        """Encode ``text`` (and ``text_pair``) with resolved padding and truncation; see :meth:`__call__`."""
         if is_split_into_words:
             batched = isinstance(text, (list, tuple)) and bool(text) and isinstance(text[0], (list, tuple))
         else:
@@ -655,9 +728,7 @@ class Tokenizer:
             clean = self.clean_up_tokenization_spaces
         if clean and (not isinstance(self.backend.model, BPE)
                       or self._config.get("clean_up_tokenization_spaces_for_bpe_even_though_it_will_corrupt_output")):
-            for before, after in [(" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
-                                  (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re")]:
-                text = text.replace(before, after)
+            text = _clean_up_spaces(text)
         return text
 
     def batch_decode(self, sequences, skip_special_tokens: bool = False,
@@ -891,6 +962,14 @@ class Tokenizer:
 
 
 AutoTokenizer = Tokenizer  # AutoTokenizer.from_pretrained reads the tokenizer class from the files
+
+
+def _clean_up_spaces(text: str) -> str:
+    """transformers' clean_up_tokenization: no space before punctuation and English contractions."""
+    for before, after in [(" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
+                          (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re")]:
+        text = text.replace(before, after)
+    return text
 
 
 def _valid_text(text: Any) -> bool:
@@ -1144,12 +1223,15 @@ def _compile_chat_template(template: str):
         raise TokenizerError(f"the chat template is not valid Jinja: {e.message} (line {e.lineno})") from None
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same directory and a rename."""
+def _write_atomic(path: Path, text: str | bytes) -> None:
+    """Write ``text`` (or bytes) to ``path`` through a temporary file in the same directory and a rename."""
     # Not tempfile.mkstemp: its files are private (0600), and saved tokenizers are meant to be shared.
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        tmp.write_text(text, encoding="utf-8")
+        if isinstance(text, bytes):
+            tmp.write_bytes(text)
+        else:
+            tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
