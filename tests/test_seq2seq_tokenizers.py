@@ -300,3 +300,48 @@ def test_t5_sentinels_and_bad_model_file(both, tmp_path):
         AutoTokenizer.from_pretrained(tmp_path)
     with pytest.raises(TokenizerError, match="nothing to tokenize"):
         pk()
+
+
+def _tiny_model(kind: str, hf_tok, path: Path) -> Path:
+    """A tiny random transformers model of ``kind`` saved next to a copy of its tokenizer."""
+    import torch
+
+    out = path / f"{kind}-model"
+    shutil.copytree(path / kind, out)
+    cls = {"marian": transformers.MarianConfig, "mbart50": transformers.MBartConfig}[kind]
+    torch.manual_seed(0)
+    config = cls(vocab_size=max(hf_tok.get_vocab().values()) + 1, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+                 decoder_attention_heads=4, encoder_ffn_dim=48, decoder_ffn_dim=48, max_position_embeddings=64,
+                 pad_token_id=hf_tok.pad_token_id, eos_token_id=hf_tok.eos_token_id,
+                 decoder_start_token_id=hf_tok.pad_token_id if kind == "marian" else hf_tok.eos_token_id,
+                 forced_eos_token_id=hf_tok.eos_token_id, init_std=0.3)
+    transformers.AutoModelForSeq2SeqLM.from_config(config).save_pretrained(out)
+    return out
+
+
+@pytest.mark.parametrize("kind", ["marian", "mbart50"])
+def test_translation_pipeline_end_to_end(kind, dirs, both, pairs):
+    """Real seq2seq tokenizers + tiny models: the translation pipeline equals transformers'
+    generate + decode; language codes are checked."""
+    import torch
+
+    import peluk
+    from peluk.errors import PipelineError
+
+    hf_tok, _ = both(kind)
+    path = _tiny_model(kind, hf_tok, dirs[kind].parent)
+    ref = transformers.AutoModelForSeq2SeqLM.from_pretrained(path).eval()
+    texts = pairs[0][:6]
+    langs = {} if kind == "marian" else {"src_lang": "en_XX", "tgt_lang": "id_ID"}
+    if kind == "mbart50":
+        hf_tok.src_lang = "en_XX"
+    enc = hf_tok(texts, padding=True, truncation=True, max_length=64, return_tensors="pt")  # the model's positions
+    forced = {"forced_bos_token_id": hf_tok.convert_tokens_to_ids("id_ID")} if kind == "mbart50" else {}
+    with torch.no_grad():
+        want = ref.generate(**enc, num_beams=4, max_new_tokens=8, do_sample=False, **forced)
+    expected = [{"translation_text": t} for t in hf_tok.batch_decode(want, skip_special_tokens=True)]
+    translate = peluk.pipeline("translation", model=path, **langs)
+    assert translate(texts, num_beams=4, max_new_tokens=8) == expected
+    if kind == "mbart50":
+        with pytest.raises(PipelineError, match="unknown language code"):
+            translate(texts[0], tgt_lang="xx_YY")
