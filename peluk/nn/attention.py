@@ -91,10 +91,12 @@ def attend(
     """
     if is_causal and q.shape[-2] == 1:  # one new query may see every key
         is_causal = False
+    maps = _capture.get()
+    if maps is None and q.shape[-2] == 1 and dropout == 0.0:
+        return _decode(q, k, v, mask, scale)
     if k.shape[1] != q.shape[1]:  # grouped-query attention: share each kv head across H/Hkv heads
         k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
         v = v.repeat_interleave(q.shape[1] // v.shape[1], dim=1)
-    maps = _capture.get()
     if maps is None:
         # SDPA's own is_causal aligns the triangle to the top-left; we need it aligned to the
         # end of the keys (a cached decode step has T < S), so build it unless T == S.
@@ -109,6 +111,19 @@ def _with_causal(mask: torch.Tensor | None, q: torch.Tensor, k: torch.Tensor) ->
     causal = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(S - T)
     bias = torch.zeros(T, S, dtype=q.dtype, device=q.device).masked_fill_(~causal, torch.finfo(q.dtype).min)
     return bias if mask is None else mask + bias
+
+
+def _decode(q, k, v, mask, scale) -> torch.Tensor:
+    """One query per row (a decode step): two small matmuls beat the fused kernel's overhead,
+    and grouped-query heads read their shared keys without copying them."""
+    B, H, T, D = q.shape
+    Hkv = k.shape[1]
+    scale = scale if scale is not None else 1.0 / math.sqrt(D)
+    scores = torch.matmul(q.reshape(B, Hkv, H // Hkv, D), k.transpose(-1, -2)) * scale  # (B, Hkv, H/Hkv, S)
+    if mask is not None:
+        scores = scores + (mask if mask.shape[1] == 1 else mask.reshape(mask.shape[0], Hkv, H // Hkv, -1))
+    probs = torch.softmax(scores.float(), dim=-1).to(q.dtype)
+    return torch.matmul(probs, v).reshape(B, H, T, D)
 
 
 def _eager(q, k, v, mask, dropout, scale, is_causal, maps) -> torch.Tensor:
