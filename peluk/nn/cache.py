@@ -55,11 +55,9 @@ class KVCache:
             self.v[i] = self.v[i].index_select(0, index)
 
     def reorder_beams(self, index: torch.Tensor) -> None:
-        """Beam search's per-step reorder: only the written positions move, in place."""
-        n = self.length
-        for i in range(len(self.k)):
-            self.k[i][:, :, :n] = self.k[i][:, :, :n].index_select(0, index)
-            self.v[i][:, :, :n] = self.v[i][:, :, :n].index_select(0, index)
+        """Beam search's per-step reorder (one gather per buffer; copying only the written part
+        and writing it back costs two)."""
+        self.reorder(index)
 
     def trim(self, length: int) -> None:
         """Forget positions from ``length`` on (e.g. to reuse a shared prompt prefix)."""
