@@ -45,12 +45,16 @@ def test_pipeline_matches_transformers_pipeline(smol_path, smol_hf):
 
 
 def test_pipeline_batches_and_defaults(smol_path):
-    pipe = peluk.pipeline("text-generation")  # the packaged SmolLM2 is the default
     prompts = ["Jakarta is", "The three primary colours are", CHAT]
-    batched = pipe(prompts, max_new_tokens=8)
+    exact = peluk.pipeline("text-generation", dtype=torch.float32)
+    batched = exact(prompts, max_new_tokens=8)
     assert len(batched) == 3 and all(len(r) == 1 for r in batched)
-    for prompt, result in zip(prompts, batched):
-        assert result == pipe(prompt, max_new_tokens=8)
+    for prompt, result in zip(prompts, batched):  # left-padded batches give each row's own tokens
+        assert result == exact(prompt, max_new_tokens=8)
+    pipe = peluk.pipeline("text-generation")  # the packaged SmolLM2, weights kept quantized (int4/int8)
+    assert type(pipe.model.model.layers[0].mlp.down_proj).__name__ == "QuantLinear"
+    answer = pipe(CHAT, max_new_tokens=12)[0]["generated_text"][-1]["content"]
+    assert "Jakarta" in answer
     sampled = pipe("Once upon a time", max_new_tokens=8, do_sample=True, seed=3, num_return_sequences=2)
     assert len(sampled) == 2 and sampled == pipe("Once upon a time", max_new_tokens=8, do_sample=True, seed=3,
                                                  num_return_sequences=2)

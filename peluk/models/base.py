@@ -9,6 +9,7 @@ with a one-line warning that it needs training, as transformers does.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -113,7 +114,9 @@ class PreTrainedModel(nn.Module):
         Args:
             name_or_path: directory with config.json and weights, or a ``.gguf`` file.
             gguf_file: a GGUF file inside ``name_or_path`` (as transformers' ``gguf_file=``).
-            dtype: torch.float32 (default), torch.bfloat16, torch.float16, or their names.
+            dtype: torch.float32 (default), torch.bfloat16, torch.float16, or their names. For a
+                GGUF Llama file, None (the default) keeps the weights quantized (fast CPU decoding,
+                small memory); give a dtype for dequantized weights (exactly transformers' values).
             device: where to put the weights ("cpu", "cuda", ...).
             ignore_mismatched_sizes: re-initialise (with a warning) weights whose shape differs,
                 e.g. a classifier fine-tuned with another number of labels.
@@ -132,6 +135,10 @@ class PreTrainedModel(nn.Module):
             config = AutoConfig.from_pretrained(directory, gguf_file=gguf_file, **config_overrides)
             if num_labels is not None:
                 config.num_labels = num_labels
+        if dtype is None and hasattr(cls, "from_gguf_quantized") and (gguf_file or directory.suffix == ".gguf"):
+            from peluk.gguf import gguf_path, read_gguf
+
+            return cls.from_gguf_quantized(read_gguf(gguf_path(directory, gguf_file)), config, device)
         state = load_state_dict(directory, gguf_file)
         model = cls.from_state_dict(config, state, dtype=dtype, device=device,
                                     ignore_mismatched_sizes=ignore_mismatched_sizes, source=str(directory))
@@ -143,7 +150,7 @@ class PreTrainedModel(nn.Module):
         dtype = resolve_dtype(dtype) or torch.float32
         family = _family_of(cls)
         state = family.remap(dict(state), config)
-        with torch.device("meta"):
+        with torch.device("meta"), _no_init():
             model = cls(config)
         state = _align_prefix(model, state)
         expected = model.state_dict()
@@ -217,6 +224,21 @@ class PreTrainedModel(nn.Module):
         self.config.architectures = [type(self).__name__]
         save_state_dict(state, directory, safe_serialization=safe_serialization, max_shard_size=max_shard_size)
         self.config.save_pretrained(directory)
+
+
+@contextlib.contextmanager
+def _no_init():
+    """Skip the random initialisation modules run in __init__ (pointless on meta tensors, and
+    the first call imports hundreds of torch modules)."""
+    names = ("normal_", "uniform_", "kaiming_uniform_", "zeros_", "ones_", "constant_", "trunc_normal_")
+    saved = {n: getattr(torch.nn.init, n) for n in names}
+    try:
+        for n in names:
+            setattr(torch.nn.init, n, lambda t, *a, **k: t)
+        yield
+    finally:
+        for n, f in saved.items():
+            setattr(torch.nn.init, n, f)
 
 
 def _family_of(cls):

@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from peluk.config import PretrainedConfig
-from peluk.models.base import ModelOutput, PreTrainedModel
+from peluk.errors import WeightsError
+from peluk.models.base import ModelOutput, PreTrainedModel, _no_init
 from peluk.nn.attention import attend, decoder_mask
 from peluk.nn.cache import KVCache
 from peluk.nn.layers import activation
@@ -71,6 +72,8 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x):
+        if x.dtype == torch.float32:  # the fused kernel; same result
+            return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
         # computed in float32, as the reference does, then cast back
         h = x.float()
         h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
@@ -169,8 +172,9 @@ class LlamaModel(PreTrainedModel):
 
     def make_cache(self, batch: int, max_len: int) -> KVCache:
         c = self.config
+        w = self.norm.weight  # (the embedding table may be a quantized module without .weight)
         return KVCache(c.num_hidden_layers, batch, max_len, c.num_key_value_heads, c.head_dim,
-                       dtype=self.embed_tokens.weight.dtype, device=self.embed_tokens.weight.device)
+                       dtype=w.dtype, device=w.device)
 
 
 class LlamaForCausalLM(PreTrainedModel):
@@ -183,6 +187,30 @@ class LlamaForCausalLM(PreTrainedModel):
 
     def make_cache(self, batch: int, max_len: int) -> KVCache:
         return self.model.make_cache(batch, max_len)
+
+    @classmethod
+    def from_gguf_quantized(cls, gguf, config: LlamaConfig, device=None) -> "LlamaForCausalLM":
+        """The GGUF default path: linear layers stay quantized (int4/int8 kernels, see
+        ``peluk.nn.quant``), the embedding table stays in its stored blocks; no float copy is made."""
+        from peluk.nn.quant import QuantEmbedding, quantize_linears
+
+        with torch.device("meta"), _no_init():
+            model = cls(config)
+        raw = {t.name: t for t in gguf.raw_tensors()}
+        table = raw["model.embed_tokens.weight"]
+        if config.tie_word_embeddings:
+            raw["lm_head.weight"] = table
+        quantize_linears(model, gguf_tensors=raw, dtype=torch.bfloat16)
+        model.model.embed_tokens = QuantEmbedding.from_gguf(table.data, table.qtype, table.shape)
+        floats = {name: torch.from_numpy(t.data.copy()).view(t.shape).float()
+                  for name, t in raw.items() if t.qtype in ("F32", "F16", "BF16") and name != "lm_head.weight"}
+        model.load_state_dict(floats, strict=False, assign=True)
+        left = sorted(k for k, v in model.state_dict().items() if v.is_meta)
+        if left:
+            raise WeightsError(f"{gguf.path}: tensors not found for {left[:5]}")
+        model.name_or_path = str(gguf.path)
+        model = model.eval()
+        return model.to(device) if device is not None else model
 
     def forward(self, input_ids, attention_mask=None, position_ids=None, cache: KVCache | None = None, labels=None,
                 output_hidden_states=False, output_attentions=False, logits_to_keep: int = 0):

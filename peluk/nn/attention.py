@@ -21,6 +21,9 @@ import torch.nn.functional as F
 
 # The active capture list, or None. A ContextVar keeps captures of concurrent requests
 # (threads, asyncio tasks) apart.
+# enable_gqa (torch >= 2.5) lets SDPA read shared kv heads without copying them
+_SDPA_GQA = tuple(int(x) for x in torch.__version__.split(".")[:2]) >= (2, 5)
+
 _capture: contextvars.ContextVar[list | None] = contextvars.ContextVar("peluk_attention_capture", default=None)
 
 
@@ -94,15 +97,18 @@ def attend(
     maps = _capture.get()
     if maps is None and q.shape[-2] == 1 and dropout == 0.0:
         return _decode(q, k, v, mask, scale)
-    if k.shape[1] != q.shape[1]:  # grouped-query attention: share each kv head across H/Hkv heads
-        k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
-        v = v.repeat_interleave(q.shape[1] // v.shape[1], dim=1)
     if maps is None:
         # SDPA's own is_causal aligns the triangle to the top-left; we need it aligned to the
         # end of the keys (a cached decode step has T < S), so build it unless T == S.
         if is_causal and (mask is not None or q.shape[-2] != k.shape[-2]):
             mask, is_causal = _with_causal(mask, q, k), False
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=is_causal, scale=scale)
+        if k.shape[1] != q.shape[1] and not _SDPA_GQA:  # torch < 2.5: share kv heads by copying
+            k, v = _repeat_kv(k, v, q.shape[1])
+        extra = {"enable_gqa": True} if k.shape[1] != q.shape[1] else {}
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=is_causal,
+                                              scale=scale, **extra)
+    if k.shape[1] != q.shape[1]:  # grouped-query attention: each kv head serves H/Hkv query heads
+        k, v = _repeat_kv(k, v, q.shape[1])
     return _eager(q, k, v, mask, dropout, scale, is_causal, maps)
 
 
@@ -111,6 +117,10 @@ def _with_causal(mask: torch.Tensor | None, q: torch.Tensor, k: torch.Tensor) ->
     causal = torch.ones(T, S, dtype=torch.bool, device=q.device).tril(S - T)
     bias = torch.zeros(T, S, dtype=q.dtype, device=q.device).masked_fill_(~causal, torch.finfo(q.dtype).min)
     return bias if mask is None else mask + bias
+
+
+def _repeat_kv(k, v, heads: int):
+    return k.repeat_interleave(heads // k.shape[1], dim=1), v.repeat_interleave(heads // v.shape[1], dim=1)
 
 
 def _decode(q, k, v, mask, scale) -> torch.Tensor:

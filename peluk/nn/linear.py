@@ -71,6 +71,10 @@ class Linear(nn.Linear):
 def fused_linear(x: torch.Tensor, *layers: nn.Linear) -> tuple[torch.Tensor, ...]:
     """``tuple(layer(x) for layer in layers)``, as one matmul on the fast path (e.g. q, k, v)."""
     if not all(isinstance(m, nn.Linear) for m in layers):  # e.g. swapped for quantized layers
+        from peluk.nn.quant import QuantLinear, fused_forward
+
+        if all(isinstance(m, QuantLinear) for m in layers):
+            return fused_forward(x, *layers)
         return tuple(m(x) for m in layers)
     if _fast(x, layers[0].weight):
         weight, bias = _packed(layers, "_packed_fused")

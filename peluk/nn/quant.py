@@ -1,26 +1,29 @@
-"""Weight-only quantized linear layers (int8, int4) for fast CPU decoding.
+"""Weight-only quantized layers (int8, int4) for fast CPU decoding, built from floats or GGUF blocks.
 
-At batch 1 a decoder step reads every weight once, so its speed is bounded by the bytes it
-reads. :class:`QuantLinear` keeps weights as int8 (one scale per output row) or int4 (a scale
-and a zero per group of ``group_size`` inputs) and multiplies with PyTorch's weight-only CPU
-kernels, ``torch._weight_int8pack_mm`` and ``torch._weight_int4pack_mm_for_cpu``. Both kernels
-want the activations in the dtype of the scales and are only vectorised for bfloat16 on CPU
-(float32 inputs take a scalar path ~20x slower), so ``dtype`` defaults to bfloat16; the layer
-casts its input to it and its output back. On other devices the layer dequantizes and calls
-``F.linear``.
+At batch 1 a decoder step reads every weight once, so its speed is bounded by the bytes read.
+:class:`QuantLinear` keeps weights as int8 (a scale per output row) or int4 (a scale and a zero
+per group of inputs) and multiplies with PyTorch's weight-only CPU kernels
+(``torch._weight_int8pack_mm``, ``torch._weight_int4pack_mm_for_cpu``). These want activations in
+the scales' dtype and are vectorised only for bfloat16 (float32 takes a ~20x slower scalar path),
+so ``dtype`` defaults to bfloat16; the layer casts its input to it and its output back. Off the
+CPU it dequantizes and calls ``F.linear``.
 
-The int4 kernel dequantizes ``w = (q - 8) * scale + zero`` with ``q`` in 0..15, per group of
-inputs. GGUF's Q4_0 (``w = d * (q - 8)``) and Q4_1 (``w = d * q + m``) blocks of 32 therefore map
-onto it without requantizing: ``scale = d`` and ``zero = 0`` or ``m + 8 d``; only rounding the
-fp16 ``d``/``m`` to bfloat16 changes them (relative 2^-9). Q8_0 blocks (``w = d * q``, int8,
-group 32) have no group-wise int8 kernel to map to; they become per-row int8 (requantized from
-the exact values), as does any other GGUF type (dequantized first).
+The int4 kernel computes ``w = (q - 8) * scale + zero`` (``q`` in 0..15) per group, so GGUF blocks
+of 32 map onto it without requantizing; only the fp16 block scales are rounded to ``dtype``:
+Q4_0 (``w = d (q - 8)``): scale ``d``, zero 0; Q4_1 (``w = d q + m``): scale ``d``, zero ``m + 8d``;
+Q8_0 (``w = d q``, int8 ``q``; no group-wise int8 kernel exists): the nibbles of ``q + 128`` give
+``w = (hi - 8) 16d + (lo - 8) d + 8d``, two int4 halves side by side that both multiply the input
+(one call, 1.18x Q8_0's bytes). Other GGUF types are dequantized and quantized again.
+:class:`QuantEmbedding` keeps a table as Q8_0 blocks (e.g. memory-mapped from the file, read only
+where looked up) and dequantizes the rows it gathers, exactly.
 
 >>> layer = QuantLinear.from_float(nn.Linear(576, 1536, bias=False), bits=4)   # doctest: +SKIP
 >>> quantize_linears(model, bits=4, lm_head=8)                                   # doctest: +SKIP
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import torch
@@ -29,45 +32,50 @@ from torch import nn
 
 from peluk.errors import WeightsError
 
+_Q4_BLOCK = {"Q4_0": 18, "Q4_1": 20}  # bytes per block of 32 weights: fp16 d (, fp16 m), 16 bytes of nibbles
+_Q8_BLOCK = 34  # fp16 d, 32 int8
+# Rows converted at a time: a multiple of the int4 kernel's 64-row tiles, so packed slices concatenate.
+_ROWS = 4096
+
 
 class QuantLinear(nn.Module):
     """``y = x Wᵀ + b`` with ``W`` stored as int8 or int4; build it with a ``from_*`` constructor.
 
     Args:
-        weight: int8 (N, K) for ``bits=8``; the int4 kernel's packed uint8 for ``bits=4``.
-        scales: (N,) for ``bits=8``; (K / group_size, N, 2) scales and zeros for ``bits=4``.
+        weight: int8 (N, K) for ``bits=8``; for ``bits=4`` the int4 kernel's packed uint8 of an
+            (N, K * repeat) matrix (the layout is the CPU kernel's own, not portable).
+        scales: (N,) for ``bits=8``; (K * repeat / group_size, N, 2) scales and zeros for ``bits=4``.
         bits: 8 or 4.
         group_size: inputs per int4 group (32, 64, 128 or 256); 0 for per-row int8.
         bias: (N,) or None.
+        repeat: 2 when the int4 matrix is two halves that both multiply the input (Q8_0).
     """
 
     def __init__(self, weight: torch.Tensor, scales: torch.Tensor, bits: int, group_size: int,
-                 bias: torch.Tensor | None = None):
+                 bias: torch.Tensor | None = None, repeat: int = 1):
         super().__init__()
-        self.bits, self.group_size = bits, group_size
+        self.bits, self.group_size, self.repeat = bits, group_size, repeat
         self.out_features = scales.shape[0] if bits == 8 else scales.shape[1]
-        self.in_features = weight.shape[1] * (1 if bits == 8 else 2)
-        self.register_buffer("weight", weight)
-        self.register_buffer("scales", scales)
-        self.register_buffer("bias", bias)
+        self.in_features = weight.shape[1] if bits == 8 else weight.shape[1] * 2 // repeat
+        for name, tensor in (("weight", weight), ("scales", scales), ("bias", bias)):
+            self.register_buffer(name, tensor)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, bits={self.bits}, "
-                f"group_size={self.group_size}, dtype={self.scales.dtype}")
+                f"group_size={self.group_size}, repeat={self.repeat}, dtype={self.scales.dtype}")
 
     @classmethod
     def from_float(cls, linear: nn.Linear | torch.Tensor, bits: int = 8, group_size: int = 32,
                    dtype: torch.dtype = torch.bfloat16) -> "QuantLinear":
-        """Quantize a float layer (or an (N, K) weight): int8 symmetric per row, or int4 asymmetric per group.
+        """Quantize an ``nn.Linear`` (bias kept) or an (N, K) weight: int8 per row, or int4 per group.
 
         Args:
-            linear: an ``nn.Linear`` (its bias is kept) or a weight tensor.
-            bits: 8 or 4.
-            group_size: int4 only; must divide ``in_features``.
+            bits: 8 (symmetric, a scale per row) or 4 (a scale and a zero per ``group_size`` inputs).
+            group_size: int4 only: 32, 64, 128 or 256, dividing ``in_features``.
             dtype: activation and scale dtype (bfloat16 is the fast one on CPU).
 
         Raises:
-            ValueError: unsupported ``bits`` or a ``group_size`` that does not divide ``in_features``.
+            ValueError: ``bits`` other than 8 or 4, or a ``group_size`` that does not fit.
         """
         w = (linear.weight if isinstance(linear, nn.Linear) else linear).detach().float()
         bias = linear.bias if isinstance(linear, nn.Linear) else None
@@ -78,63 +86,45 @@ class QuantLinear(nn.Module):
             return cls(q, scale.to(dtype), 8, 0, bias)
         if bits != 4:
             raise ValueError(f"bits must be 8 or 4, not {bits}")
-        groups = _grouped(w, group_size)  # (N, G, group)
+        N, K = w.shape
+        if group_size not in (32, 64, 128, 256) or K % group_size:
+            raise ValueError(f"group_size must be 32, 64, 128 or 256 and divide in_features ({K}), not {group_size}")
+        groups = w.view(N, K // group_size, group_size)
         lo, hi = groups.amin(-1), groups.amax(-1)
         scale = ((hi - lo) / 15).clamp(min=1e-12)
-        q = torch.round((groups - lo[..., None]) / scale[..., None]).clamp(0, 15)
-        return cls.from_int4(q.flatten(1), scale, lo + 8 * scale, group_size, bias, dtype)
-
-    @classmethod
-    def from_int4(cls, q: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, group_size: int,
-                  bias: torch.Tensor | None = None, dtype: torch.dtype = torch.bfloat16) -> "QuantLinear":
-        """From int4 values ``q`` (N, K) in 0..15 and per-group ``scale``, ``zero`` (N, K / group_size),
-        meaning ``w = (q - 8) * scale + zero``."""
-        packed = torch._convert_weight_to_int4pack_for_cpu(q.to(torch.int32).contiguous(), 1)
-        scales_and_zeros = torch.stack([scale.T, zero.T], dim=-1).to(dtype).contiguous()  # (G, N, 2)
-        return cls(packed, scales_and_zeros, 4, group_size, bias)
+        q = torch.round((groups - lo[..., None]) / scale[..., None]).clamp(0, 15).to(torch.uint8)
+        return cls(_pack(q.flatten(1)), _scales_and_zeros(scale, lo + 8 * scale, dtype), 4, group_size, bias)
 
     @classmethod
     def from_gguf(cls, data: np.ndarray, qtype: str, shape: tuple[int, int], bias: torch.Tensor | None = None,
                   dtype: torch.dtype = torch.bfloat16, bits: int = 8) -> "QuantLinear":
-        """From a GGUF weight as stored: ``data`` (N, bytes per row) uint8 blocks of type ``qtype``.
-
-        Q4_0 and Q4_1 become int4 group-32 layers without requantizing; Q8_0 becomes per-row int8;
-        any other type is dequantized with ``gguf.quants`` and quantized with ``bits``.
+        """From a GGUF weight as stored: ``data`` holds the (N, bytes per row) blocks of type ``qtype``.
 
         Args:
-            data: the raw rows (e.g. ``peluk.gguf.RawTensor.data``).
-            qtype: the ggml type name, e.g. ``"Q4_1"``.
+            data: the raw rows, e.g. ``peluk.gguf.RawTensor.data``.
+            qtype: the ggml type name. Q4_0, Q4_1 and Q8_0 convert exactly (see the module
+                docstring); other types are dequantized and quantized again with ``bits``.
             shape: the dequantized (out_features, in_features).
-            bits: the width for types that are requantized (not Q4_0/Q4_1).
 
         Raises:
-            WeightsError: bytes that do not match ``shape`` for ``qtype``, or a type ``gguf`` cannot read.
+            WeightsError: bytes that do not fit ``shape`` for ``qtype``, or a type ``gguf`` cannot read.
         """
-        N, K = shape
-        rows = torch.from_numpy(np.ascontiguousarray(data).view(np.uint8).reshape(N, -1))
-        if qtype in ("Q4_0", "Q4_1"):
-            block = 18 if qtype == "Q4_0" else 20
-            if rows.shape[1] * 32 != K * block:
-                raise WeightsError(f"{qtype} weight of shape {shape}: expected {K // 32 * block} bytes per row, "
-                                   f"found {rows.shape[1]}")
-            blocks = rows.view(N, K // 32, block)
-            d = blocks[..., 0:2].contiguous().view(torch.float16).squeeze(-1).float()  # (N, G)
-            nibbles = blocks[..., block - 16:]  # (N, G, 16): low nibbles are weights 0..15, high ones 16..31
-            q = torch.cat([nibbles & 15, nibbles >> 4], dim=-1).reshape(N, K)
-            if qtype == "Q4_0":  # w = d (q - 8)
-                return cls.from_int4(q, d, torch.zeros_like(d), 32, bias, dtype)
-            m = blocks[..., 2:4].contiguous().view(torch.float16).squeeze(-1).float()
-            return cls.from_int4(q, d, m + 8 * d, 32, bias, dtype)  # w = d q + m = (q - 8) d + (m + 8 d)
-        return cls.from_float(dequantize_gguf(data, qtype, shape), bits=bits, dtype=dtype)
+        if qtype not in (*_Q4_BLOCK, "Q8_0"):
+            return cls.from_float(dequantize_gguf(data, qtype, shape), bits=bits, dtype=dtype)
+        blocks = _blocks(data, qtype, shape, _Q4_BLOCK.get(qtype, _Q8_BLOCK))  # (N, K / 32, bytes), not copied
+        # converted in slices of rows so that the temporary copies stay small (a vocabulary-sized head)
+        parts = [_int4_blocks(blocks[i:i + _ROWS], qtype) for i in range(0, shape[0], _ROWS)]
+        packed, scale, zero = (torch.cat(p) for p in zip(*parts))
+        return cls(packed, _scales_and_zeros(scale, zero, dtype), 4, 32, bias, repeat=2 if qtype == "Q8_0" else 1)
 
     def dequantize(self) -> torch.Tensor:
         """The float32 (N, K) weight this layer multiplies by."""
         if self.bits == 8:
             return self.weight.float() * self.scales.float()[:, None]
-        # The packed int4 layout is the CPU kernel's own; multiplying an identity matrix reads it back.
-        eye = torch.eye(self.in_features, dtype=self.scales.dtype)
-        w = torch._weight_int4pack_mm_for_cpu(eye, self.weight.cpu(), self.group_size, self.scales.cpu())
-        return w.T.float().to(self.weight.device)
+        # The packed layout is the CPU kernel's own; multiplying the identity reads it back.
+        eye = torch.eye(self.in_features * self.repeat, dtype=self.scales.dtype)
+        w = torch._weight_int4pack_mm_for_cpu(eye, self.weight.cpu(), self.group_size, self.scales.cpu()).T.float()
+        return w.view(self.out_features, self.repeat, self.in_features).sum(1).to(self.weight.device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x2 = x.reshape(-1, self.in_features).to(self.scales.dtype)  # (B*T, K)
@@ -143,6 +133,7 @@ class QuantLinear(nn.Module):
         elif self.bits == 8:
             y = torch._weight_int8pack_mm(x2, self.weight, self.scales)
         else:
+            x2 = x2.repeat(1, self.repeat) if self.repeat > 1 else x2
             y = torch._weight_int4pack_mm_for_cpu(x2, self.weight, self.group_size, self.scales)
         if self.bias is not None:
             y = y + self.bias
@@ -150,22 +141,42 @@ class QuantLinear(nn.Module):
 
 
 class QuantEmbedding(nn.Module):
-    """Embedding rows read from an int8 :class:`QuantLinear` (a tied LM head shares its bytes).
+    """An embedding table kept as Q8_0 blocks; looked-up rows are dequantized exactly.
 
     Args:
-        linear: a ``bits=8`` QuantLinear whose (vocab, dim) weight is the embedding table.
+        blocks: (vocab, dim / 32 * 34) uint8, GGUF's Q8_0 layout. A memory-mapped GGUF tensor
+            may be passed as is: only the rows looked up are ever read.
         dtype: the dtype of the returned vectors.
     """
 
-    def __init__(self, linear: QuantLinear, dtype: torch.dtype = torch.float32):
+    def __init__(self, blocks: torch.Tensor, dtype: torch.dtype = torch.float32):
         super().__init__()
-        if linear.bits != 8:
-            raise ValueError("QuantEmbedding reads rows of an int8 (bits=8) QuantLinear")
-        self.table, self.dtype = linear, dtype
+        self.register_buffer("blocks", blocks)
+        self.dtype = dtype
+        self.num_embeddings, self.embedding_dim = blocks.shape[0], blocks.shape[1] // _Q8_BLOCK * 32
+
+    @classmethod
+    def from_gguf(cls, data: np.ndarray, qtype: str, shape: tuple[int, int],
+                  dtype: torch.dtype = torch.float32) -> "QuantEmbedding":
+        """From a GGUF table: Q8_0 is used as stored (no copy); other types are requantized to Q8_0."""
+        if qtype != "Q8_0":
+            return cls.from_float(dequantize_gguf(data, qtype, shape), dtype)
+        return cls(_blocks(data, qtype, shape, _Q8_BLOCK).flatten(1), dtype)
+
+    @classmethod
+    def from_float(cls, table: torch.Tensor, dtype: torch.dtype = torch.float32) -> "QuantEmbedding":
+        """Quantize a (vocab, dim) float table to Q8_0 (dim must be a multiple of 32)."""
+        V, C = table.shape
+        groups = table.detach().float().view(V, C // 32, 32)
+        d = (groups.abs().amax(-1, keepdim=True) / 127).half()  # rounded to fp16 first, as ggml does
+        q = torch.round(groups / d.float().clamp(min=1e-30)).clamp(-127, 127).to(torch.int8)
+        return cls(torch.cat([d.view(torch.uint8), q.view(torch.uint8)], dim=-1).flatten(1), dtype)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        rows = self.table.weight[ids].to(self.dtype)  # (..., C)
-        return rows * self.table.scales[ids].to(self.dtype)[..., None]
+        rows = self.blocks[ids.flatten()].view(-1, self.embedding_dim // 32, _Q8_BLOCK)  # (n, G, 34)
+        d = rows[..., :2].contiguous().view(torch.float16).float()  # (n, G, 1)
+        q = rows[..., 2:].contiguous().view(torch.int8).float()  # (n, G, 32)
+        return (d * q).to(self.dtype).view(*ids.shape, self.embedding_dim)
 
 
 def dequantize_gguf(data: np.ndarray, qtype: str, shape: tuple[int, ...]) -> torch.Tensor:
@@ -179,40 +190,113 @@ def dequantize_gguf(data: np.ndarray, qtype: str, shape: tuple[int, ...]) -> tor
     return torch.from_numpy(np.array(values, dtype=np.float32).reshape(shape))
 
 
+def fuse(*layers: QuantLinear) -> QuantLinear | None:
+    """One layer that computes ``torch.cat([m(x) for m in layers], -1)`` with one kernel call.
+
+    The layers' weights become views of the joined weight, so no second copy is kept. Returns
+    None when the layers cannot be joined: all must be int4 with the same group size and dtype,
+    no bias, not Q8_0 pairs, and each ``out_features`` a multiple of the kernel's 64-row tiles.
+    """
+    first = layers[0]
+    if not all(m.bits == 4 and m.repeat == 1 and m.bias is None and m.out_features % 64 == 0
+               and m.group_size == first.group_size and m.scales.dtype == first.scales.dtype for m in layers):
+        return None
+    with torch.inference_mode(False):  # made on first use, perhaps in inference mode: keep them ordinary tensors
+        joined = QuantLinear(torch.cat([m.weight for m in layers]), torch.cat([m.scales for m in layers], 1),
+                             4, first.group_size)
+        start = 0
+        for m in layers:
+            m.weight = joined.weight[start:start + m.out_features]  # (n, K / 2) packed rows: a contiguous slice
+            start += m.out_features
+    return joined
+
+
+def fused_forward(x: torch.Tensor, *layers: QuantLinear) -> tuple[torch.Tensor, ...]:
+    """``tuple(m(x) for m in layers)``, as one call when :func:`fuse` can join them (e.g. q, k, v).
+
+    The joined layer is made on first use and cached on the first layer (outside the state
+    dict); it is made again if a layer's weight is replaced.
+    """
+    key = tuple(m.weight.data_ptr() for m in layers)
+    cached = layers[0].__dict__.get("_fused")
+    if cached is None or cached[0] != key:
+        joined = fuse(*layers)
+        cached = (tuple(m.weight.data_ptr() for m in layers), joined)
+        layers[0].__dict__["_fused"] = cached  # a plain attribute: not a submodule, not in the state dict
+    if cached[1] is None:
+        return tuple(m(x) for m in layers)
+    return cached[1](x).split([m.out_features for m in layers], dim=-1)
+
+
 def quantize_linears(model: nn.Module, bits: int = 4, group_size: int = 32, *, lm_head: int | None = 8,
                      gguf_tensors: dict | None = None, dtype: torch.dtype = torch.bfloat16) -> nn.Module:
     """Replace every ``nn.Linear`` of ``model`` (in place) with a :class:`QuantLinear`.
 
     Args:
-        bits, group_size: the format of the decoder layers' weights.
-        lm_head: the width of the output projection (``lm_head``; for a 135M model with a 49152-word
-            vocabulary it is a third of the bytes read per token): 8, 4, or None to leave it as is.
-        gguf_tensors: ``{state-dict key: RawTensor}`` (``peluk.gguf``); a layer found here is built
-            from its GGUF blocks (exact for Q4_0/Q4_1) instead of from its float weight.
+        bits, group_size: the format of the layers quantized from float weights.
+        lm_head: the width for the output projection (a module named ``lm_head``): 8, 4, or None
+            to keep it in float. Choose explicitly: with a large vocabulary it is a big share of
+            the bytes read per token (SmolLM2-135M: 28 MB of ~95 MB at int8).
+        gguf_tensors: ``{state-dict key: peluk.gguf.RawTensor}``; a layer found here is built
+            from its GGUF blocks (exact for Q4_0/Q4_1/Q8_0) instead of from its float weight,
+            which may then be on the meta device. For a tied head, map ``"lm_head.weight"`` to
+            the embedding's tensor.
         dtype: activation and scale dtype of the quantized layers.
 
     Returns:
-        ``model``, for chaining.
+        ``model``, changed in place.
     """
     for name, module in list(model.named_modules()):
         if not isinstance(module, nn.Linear):
             continue
-        width = lm_head if name.split(".")[-1] == "lm_head" else bits
+        width = lm_head if name.rpartition(".")[2] == "lm_head" else bits
         if width is None:
             continue
         raw = (gguf_tensors or {}).get(f"{name}.weight")
-        bias = module.bias.detach().to(dtype) if module.bias is not None else None
         if raw is not None and not raw.transposed:
+            bias = module.bias.detach().to(dtype) if module.bias is not None else None
             layer = QuantLinear.from_gguf(raw.data, raw.qtype, raw.shape, bias, dtype, bits=width)
         else:
             layer = QuantLinear.from_float(module, width, group_size, dtype)
-        parent, _, leaf = name.rpartition(".")
-        setattr(model.get_submodule(parent) if parent else model, leaf, layer)
+        model.set_submodule(name, layer)
     return model
 
 
-def _grouped(w: torch.Tensor, group_size: int) -> torch.Tensor:
-    N, K = w.shape
-    if group_size not in (32, 64, 128, 256) or K % group_size:
-        raise ValueError(f"group_size must be 32, 64, 128 or 256 and divide in_features ({K}); got {group_size}")
-    return w.view(N, K // group_size, group_size)
+def _int4_blocks(blocks: torch.Tensor, qtype: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(packed, scale, zero) for the int4 kernel from (n, G, bytes) GGUF blocks of 32 weights."""
+    n, G, size = blocks.shape
+    d = blocks[..., :2].contiguous().view(torch.float16).squeeze(-1).float()  # (n, G)
+    if qtype == "Q8_0":
+        u = blocks[..., 2:].reshape(n, G * 32) ^ 128  # the int8 q as the byte q + 128 (the sign bit flipped)
+        q = torch.cat([u >> 4, u & 15], dim=1)  # (n, 2K): high nibbles, then low ones
+        return _pack(q), torch.cat([16 * d, d], dim=1), torch.cat([torch.zeros_like(d), 8 * d], dim=1)
+    nibbles = blocks[..., size - 16:]  # (n, G, 16): low nibbles are weights 0..15 of a block, high ones 16..31
+    q = torch.cat([nibbles & 15, nibbles >> 4], dim=-1).reshape(n, G * 32)
+    if qtype == "Q4_0":  # w = d (q - 8)
+        return _pack(q), d, torch.zeros_like(d)
+    m = blocks[..., 2:4].contiguous().view(torch.float16).squeeze(-1).float()
+    return _pack(q), d, m + 8 * d  # w = d q + m = (q - 8) d + (m + 8 d)
+
+
+def _pack(q: torch.Tensor) -> torch.Tensor:
+    """The int4 kernel's layout of (N, K) values in 0..15, packed a slice of rows at a time (a small int32 copy)."""
+    if q.shape[0] % 16:
+        raise ValueError(f"int4 weights need out_features divisible by 16, not {q.shape[0]}; use bits=8")
+    return torch.cat([torch._convert_weight_to_int4pack_for_cpu(q[i:i + _ROWS].to(torch.int32).contiguous(), 1)
+                      for i in range(0, q.shape[0], _ROWS)])
+
+
+def _scales_and_zeros(scale: torch.Tensor, zero: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return torch.stack([scale.T, zero.T], dim=-1).to(dtype).contiguous()  # (G, N, 2)
+
+
+def _blocks(data: np.ndarray, qtype: str, shape: tuple[int, int], size: int) -> torch.Tensor:
+    """The (N, K / 32, size) uint8 blocks of a GGUF weight, without copying."""
+    N, K = shape
+    rows = np.asarray(data).view(np.uint8).reshape(N, -1)
+    if K % 32 or rows.shape[1] != K // 32 * size:
+        raise WeightsError(f"{qtype} tensor of shape {shape}: expected {K // 32 * size} bytes per row "
+                           f"(blocks of 32 weights, {size} bytes each), found {rows.shape[1]}")
+    with warnings.catch_warnings():  # a memory-mapped file is read-only; torch warns, but nothing writes to it
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.from_numpy(rows).view(N, K // 32, size)
