@@ -67,7 +67,8 @@ def beam_search(model, input_ids, attention_mask, config, max_new_tokens: int, c
         log_probs = logits.float().log_softmax(-1)
         log_probs = apply_all(processors, running[:, :, :cur].reshape(B * nb, cur), log_probs)
         V = log_probs.shape[-1]
-        log_probs = (log_probs.view(B, nb, V) + running_scores[:, :, None]).view(B, nb * V)
+        # in place: these (B * beams, V) tensors are large enough that an extra copy shows
+        log_probs = log_probs.view(B, nb, V).add_(running_scores[:, :, None]).view(B, nb * V)
 
         # the top `keep` continuations
         top_scores, top_index = torch.topk(log_probs, keep)

@@ -287,7 +287,7 @@ class BartForConditionalGeneration(PreTrainedModel):
         out = self.model(input_ids, attention_mask, decoder_input_ids, decoder_attention_mask, encoder_outputs, cache,
                          output_hidden_states, output_attentions)
         h = out.last_hidden_state
-        logits = self.lm_head(h[:, -logits_to_keep:] if logits_to_keep else h) + self.final_logits_bias.to(h.dtype)
+        logits = self.lm_head(h[:, -logits_to_keep:] if logits_to_keep else h, bias=self.final_logits_bias[0].to(h.dtype))
         loss = None if labels is None else F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
         return ModelOutput(loss=loss, logits=logits, **{k: v for k, v in out.items() if k != "last_hidden_state"})
 

@@ -129,7 +129,8 @@ def _decode(q, k, v, mask, scale) -> torch.Tensor:
     B, H, T, D = q.shape
     Hkv = k.shape[1]
     scale = scale if scale is not None else 1.0 / math.sqrt(D)
-    scores = torch.matmul(q.reshape(B, Hkv, H // Hkv, D), k.transpose(-1, -2)) * scale  # (B, Hkv, H/Hkv, S)
+    # k @ qᵀ rather than q @ kᵀ: a cached (strided) k then needs no contiguous copy of its transpose
+    scores = torch.matmul(k, q.reshape(B, Hkv, H // Hkv, D).transpose(-1, -2)).transpose(-1, -2) * scale  # (B, Hkv, H/Hkv, S)
     if mask is not None:
         scores = scores + (mask if mask.shape[1] == 1 else mask.reshape(mask.shape[0], Hkv, H // Hkv, -1))
     probs = torch.softmax(scores.float(), dim=-1).to(q.dtype)

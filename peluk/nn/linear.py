@@ -55,16 +55,17 @@ class Linear(nn.Linear):
     """Drop-in ``nn.Linear`` (same parameters, same state-dict keys) with the oneDNN fast path.
 
     ``gelu="none"`` (exact) or ``"tanh"`` applies GELU to the output, fused into the matmul
-    on the fast path.
+    on the fast path; ``bias`` replaces the layer's own bias for this call.
     """
 
-    def forward(self, x: torch.Tensor, gelu: str | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, gelu: str | None = None, bias: torch.Tensor | None = None) -> torch.Tensor:
+        bias = self.bias if bias is None else bias  # an outside bias (e.g. final_logits_bias) fuses in too
         if _fast(x, self.weight):
             weight, _ = _packed((self,), "_packed")
-            y = _onednn(x, weight, self.bias, gelu)
+            y = _onednn(x, weight, bias, gelu)
             if y is not None:
                 return y
-        y = F.linear(x, self.weight, self.bias)
+        y = F.linear(x, self.weight, bias)
         return y if gelu is None else F.gelu(y, approximate=gelu)
 
 
