@@ -87,7 +87,7 @@ class PelukContender:
         gguf = GGUFFile(path)
         self.config = LlamaConfig.from_dict(gguf.config_dict())
         if quantized:
-            self.model = load_quantized(gguf, self.config)
+            self.model = LlamaForCausalLM.from_gguf_quantized(gguf, self.config)  # the default GGUF path
         else:
             self.model = LlamaForCausalLM.from_state_dict(self.config, gguf.state_dict(), dtype=torch.float32)
 
@@ -126,30 +126,6 @@ class PelukContender:
                 logits[eos] = -float("inf")
                 out.append(int(logits.argmax()))
         return out
-
-
-def load_quantized(gguf, config):
-    """A Llama with its linear layers built from the GGUF blocks (no float copy is ever made) and the
-    Q8_0 embedding table kept as stored. Loader glue until peluk's GGUF loading offers this itself."""
-    import torch
-
-    from peluk.models.llama import LlamaForCausalLM
-    from peluk.nn.quant import QuantEmbedding, quantize_linears
-
-    with torch.device("meta"):
-        model = LlamaForCausalLM(config)
-    raw = {t.name: t for t in gguf.raw_tensors()}
-    table = raw["model.embed_tokens.weight"]
-    if config.tie_word_embeddings:
-        raw["lm_head.weight"] = table
-    quantize_linears(model, gguf_tensors=raw, dtype=torch.bfloat16)
-    model.model.embed_tokens = QuantEmbedding.from_gguf(table.data, table.qtype, table.shape)
-    floats = {name: torch.from_numpy(t.data.copy()).view(t.shape) for name, t in raw.items() if t.qtype == "F32"}
-    missing = {k for k, v in model.state_dict().items() if v.is_meta} - set(floats)
-    if missing:
-        raise RuntimeError(f"not loaded: {sorted(missing)[:5]}")
-    model.load_state_dict(floats, strict=False, assign=True)
-    return model.eval()
 
 
 class TransformersContender:
