@@ -40,16 +40,6 @@ def activation(name: str):
         raise UnsupportedModelError(f"unsupported activation {name!r}; peluk knows {sorted(ACTIVATIONS)}") from None
 
 
-def sinusoidal_positions(n_pos: int, dim: int) -> torch.Tensor:
-    """The fixed sin/cos position table of "Attention Is All You Need": (n_pos, dim)."""
-    pos = torch.arange(n_pos, dtype=torch.float64)[:, None]
-    inv = torch.pow(10000.0, -torch.arange(0, dim, 2, dtype=torch.float64) / dim)
-    table = torch.zeros(n_pos, dim, dtype=torch.float64)
-    table[:, 0::2] = torch.sin(pos * inv)
-    table[:, 1::2] = torch.cos(pos * inv[: dim // 2])
-    return table.float()
-
-
 def init_weights(module: nn.Module, std: float) -> None:
     """transformers' default initialisation: normal(0, std) weights, zero bias, unit norms."""
     for m in module.modules():
@@ -64,4 +54,4 @@ def init_weights(module: nn.Module, std: float) -> None:
             nn.init.zeros_(m.bias)
 
 
-__all__ = ["ACTIVATIONS", "activation", "sinusoidal_positions", "init_weights"]
+__all__ = ["ACTIVATIONS", "activation", "init_weights"]
