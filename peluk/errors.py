@@ -11,7 +11,10 @@ Messages name the file, key or field at fault and say what to do about it.
     │   └── UnsupportedModelError                    model_type peluk does not implement
     ├── WeightsError            (ValueError)         corrupt file, missing/unexpected keys, shapes
     ├── TokenizerError          (ValueError)         no usable tokenizer files, bad arguments
-    └── PipelineError           (ValueError)         unknown task, no default model, bad input
+    ├── PipelineError           (ValueError)         unknown task, no default model, bad input
+    ├── TrainingError           (ValueError)         bad training arguments, unusable checkpoint
+    ├── DatasetNotFoundError    (FileNotFoundError)  no such data file, directory or dataset repo
+    └── DatasetError            (ValueError)         bad rows (file + line), bad columns or arguments
 """
 
 from __future__ import annotations
@@ -45,6 +48,18 @@ class PipelineError(PelukError, ValueError):
     """Unknown task, a task without a default model, or input a pipeline cannot take."""
 
 
+class TrainingError(PelukError, ValueError):
+    """Bad training arguments, a dataset the Trainer cannot batch, or an unusable checkpoint."""
+
+
+class DatasetNotFoundError(PelukError, FileNotFoundError):
+    """A data file, data directory, saved dataset or dataset repository does not exist."""
+
+
+class DatasetError(PelukError, ValueError):
+    """Data that cannot be read (the message names the file and line), or a bad column or argument."""
+
+
 __all__ = [
     "PelukError",
     "ModelNotFoundError",
@@ -53,4 +68,7 @@ __all__ = [
     "WeightsError",
     "TokenizerError",
     "PipelineError",
+    "TrainingError",
+    "DatasetNotFoundError",
+    "DatasetError",
 ]

@@ -737,6 +737,66 @@ class Tokenizer:
         result = self.decode(sequences, skip_special_tokens, clean_up_tokenization_spaces)
         return [result] if isinstance(result, str) else result
 
+    def pad(self, encoded_inputs, padding: bool | str = True, max_length: int | None = None,
+            pad_to_multiple_of: int | None = None, padding_side: str | None = None,
+            return_attention_mask: bool | None = None, return_tensors: str | None = None) -> BatchEncoding:
+        """Pad already-tokenized rows (a list of dicts, or a dict of lists) to a common length.
+
+        ``input_ids`` are padded with the pad token, ``attention_mask`` with 0,
+        ``token_type_ids`` with 0 and ``special_tokens_mask`` with 1; other keys (``labels``)
+        are left as they are, as transformers does (collators pad those).
+
+        >>> tok.pad([{"input_ids": [101, 102]}, {"input_ids": [101, 7, 102]}])["attention_mask"]  # doctest: +SKIP
+        [[1, 1, 0], [1, 1, 1]]
+
+        Raises:
+            TokenizerError: no ``input_ids``, no pad token, or an unknown padding strategy.
+        """
+        if isinstance(encoded_inputs, (list, tuple)):
+            rows = list(encoded_inputs)
+            batch = {key: [row[key] for row in rows] for key in (rows[0] if rows else {})}
+        else:
+            batch = dict(encoded_inputs)
+        if "input_ids" not in batch:
+            raise TokenizerError(f"pad() needs 'input_ids'; got keys {sorted(batch)}")
+        ids = batch["input_ids"]
+        single = bool(ids) and not isinstance(ids[0], (list, tuple)) and not hasattr(ids[0], "__len__")
+        if single:
+            batch = {key: [value] for key, value in batch.items()}
+        lengths = [len(row) for row in batch["input_ids"]]
+        pad, _, max_length = self._strategies(padding, False, max_length, pad_to_multiple_of, padding_side)
+        if pad == "longest" or max_length is None:
+            target = max(lengths, default=0) if pad != "do_not_pad" else None
+        else:
+            target = max_length
+        if target is not None and pad_to_multiple_of:
+            target = -(-target // pad_to_multiple_of) * pad_to_multiple_of
+        want_mask = "attention_mask" in self.model_input_names if return_attention_mask is None else return_attention_mask
+        if want_mask and "attention_mask" not in batch:
+            batch["attention_mask"] = [[1] * n for n in lengths]
+        fill = {"input_ids": self.pad_token_id, "attention_mask": 0, "token_type_ids": 0, "special_tokens_mask": 1}
+        left = (padding_side or self.padding_side) == "left"
+        if target is not None:
+            for key, value in fill.items():
+                if key not in batch:
+                    continue
+                rows = [list(row) for row in batch[key]]
+                for i, row in enumerate(rows):
+                    extra = [value] * max(0, target - len(row))
+                    rows[i] = extra + row if left else row + extra
+                batch[key] = rows
+        if single:
+            batch = {key: value[0] for key, value in batch.items()}
+        if return_tensors is not None:
+            padded = {k: v for k, v in batch.items() if k in fill}
+            batch.update(_to_tensors(padded, return_tensors))
+            rest = {k: v for k, v in batch.items() if k not in fill and not hasattr(v, "shape")}
+            try:
+                batch.update(_to_tensors(rest, return_tensors))
+            except TokenizerError:
+                pass  # ragged extra keys stay lists, as transformers leaves them
+        return BatchEncoding(batch)
+
     def num_special_tokens_to_add(self, pair: bool = False) -> int:
         """How many special tokens encoding adds to one sequence (or to a pair)."""
         return self.backend.num_special_tokens_to_add(pair)

@@ -65,8 +65,9 @@ class _Auto:
         from peluk.hub import resolve
 
         directory = resolve(name_or_path, kwargs.pop("revision", None))
-        overrides = {k: kwargs.pop(k) for k in ("id2label", "label2id", "problem_type") if k in kwargs}
         num_labels = kwargs.pop("num_labels", None)
+        loading = {"dtype", "device", "gguf_file", "ignore_mismatched_sizes", "config"}
+        overrides = {k: kwargs.pop(k) for k in list(kwargs) if k not in loading}  # config fields, e.g. dropout
         config = kwargs.pop("config", None) or AutoConfig.from_pretrained(directory, gguf_file=kwargs.get("gguf_file"),
                                                                           **overrides)
         if num_labels is not None:
