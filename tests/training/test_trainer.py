@@ -214,3 +214,30 @@ def test_schedules_match_transformers():
             assert ours.get_last_lr()[0] == pytest.approx(theirs.get_last_lr()[0], abs=1e-9), kind
             ours_opt.step(), theirs_opt.step()
             ours.step(), theirs.step()
+
+
+@pytest.mark.slow
+def test_two_processes_equal_one_with_double_batch(setup, tmp_path):
+    """torchrun --nproc_per_node=2 (gloo) reaches the weights of one process with the doubled batch."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    path, _, _ = setup
+    root = Path(__file__).resolve().parents[2]
+    script = str(Path(__file__).with_name("ddp_train.py"))
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, script, str(path), str(tmp_path / "one"), "8"], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          script, str(path), str(tmp_path / "two"), "4"], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert two.returncode == 0, two.stderr[-2000:]
+    a, b = load_file(tmp_path / "one" / "weights.safetensors"), load_file(tmp_path / "two" / "weights.safetensors")
+    worst = max((a[n] - b[n]).abs().max().item() for n in a)
+    assert worst < 1e-5, worst
+    assert "steps 8" in one.stdout and "steps 8" in two.stdout
