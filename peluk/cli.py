@@ -4,6 +4,7 @@
     peluk run TASK "text" ... [--model M] [--json]      any pipeline task on the given texts
     peluk info MODEL [--json]                           architecture, parameters, dtype, files, tokenizer
     peluk chat [--model M] [--system S]                 interactive chat that streams its answers
+    peluk train TASK --data F --model M --output DIR    fine-tune (text- or token-classification), write a model card
 
 Human-readable output by default; ``--json`` prints one JSON document.
 """
@@ -224,7 +225,39 @@ def cmd_info(args) -> int:
     return 0
 
 
-COMMANDS = {"demo": cmd_demo, "run": cmd_run, "info": cmd_info, "chat": cmd_chat}
+def cmd_train(args) -> int:
+    """Fine-tune a model on a labelled file, print the evaluation table, write a model card."""
+    from peluk.training import autotrain
+
+    autotrain.env_threads()
+    command = "peluk train " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["train"] else None
+    common = dict(model=args.model, output=args.output, validation=args.validation, epochs=args.epochs, lr=args.lr,
+                  batch_size=args.batch_size, max_length=args.max_length, bf16=args.bf16, seed=args.seed,
+                  max_train_rows=args.max_train_rows, dataset_name=args.dataset_name,
+                  language=args.language.split(",") if args.language else None, command=command, quiet=args.json)
+    if args.task == "text-classification":
+        result = autotrain.train_text_classification(
+            args.data, text_column=args.text_column, text_pair_column=args.text_pair_column,
+            label_column=args.label_column, label_names=args.label_names.split(",") if args.label_names else None,
+            column_names=args.column_names.split(",") if args.column_names else None, lora=args.lora,
+            lora_r=args.lora_r, **common)
+    else:
+        result = autotrain.train_token_classification(args.data, **common)
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False, default=str))
+        return 0
+    train = result["train"]
+    print(f"\ntrained in {train['train_runtime'] / 60:.1f} min ({train['train_samples_per_second']:.0f} samples/s), "
+          f"final train loss {train['train_loss']:.4f}")
+    print(f"{'metric':<24}{'value':>10}")
+    for key, value in result["metrics"].items():
+        if isinstance(value, float) and not key.endswith(("runtime", "per_second")):
+            print(f"{key.removeprefix('eval_'):<24}{value:>10.4f}")
+    print(f"model, tokenizer and model card (README.md) in {result['output']}")
+    return 0
+
+
+COMMANDS = {"demo": cmd_demo, "run": cmd_run, "info": cmd_info, "chat": cmd_chat, "train": cmd_train}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -250,7 +283,29 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--top-p", type=float, default=0.95, dest="top_p")
     chat.add_argument("--seed", type=int)
     chat.add_argument("--stats", action="store_true", help="show tokens/s after each answer")
-    for p in (demo, run, info):
+    train = sub.add_parser("train", help="fine-tune a model on a labelled file (no code), with a model card")
+    train.add_argument("task", choices=["text-classification", "token-classification"])
+    train.add_argument("--data", required=True, help="training file: CSV/TSV/JSON(L)/Parquet, or CoNLL for tokens")
+    train.add_argument("--validation", help="evaluation file (default: 10%% of --data, held out)")
+    train.add_argument("--model", required=True, help="base model directory or name")
+    train.add_argument("--output", required=True, help="where the model, tokenizer and README.md go")
+    train.add_argument("--text-column", default="text", dest="text_column", help="name or 0-based position")
+    train.add_argument("--text-pair-column", dest="text_pair_column")
+    train.add_argument("--label-column", default="label", dest="label_column", help="name or 0-based position")
+    train.add_argument("--label-names", dest="label_names", help="comma-separated names of integer labels 0..n-1")
+    train.add_argument("--column-names", dest="column_names", help="comma-separated names for a file without header")
+    train.add_argument("--epochs", type=float, default=3)
+    train.add_argument("--lr", type=float, default=5e-5)
+    train.add_argument("--batch-size", type=int, default=32, dest="batch_size")
+    train.add_argument("--max-length", type=int, default=128, dest="max_length")
+    train.add_argument("--max-train-rows", type=int, dest="max_train_rows", help="train on a random subset")
+    train.add_argument("--lora", action="store_true", help="train LoRA adapters (+ the head) instead of all weights")
+    train.add_argument("--lora-r", type=int, default=16, dest="lora_r")
+    train.add_argument("--bf16", action="store_true", help="bfloat16 autocast (faster on CPUs with AVX512-BF16/AMX)")
+    train.add_argument("--seed", type=int, default=42)
+    train.add_argument("--dataset-name", dest="dataset_name", help="dataset name for the model card")
+    train.add_argument("--language", help="comma-separated language codes for the model card, e.g. id")
+    for p in (demo, run, info, train):
         p.add_argument("--json", action="store_true", help="print JSON instead of text")
     for p in (demo, run, chat):
         p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None)
