@@ -126,6 +126,12 @@ class AutoConfig:
 
             path = gguf_path(directory, gguf_file)
             data = read_gguf(path).config_dict()
+        elif directory.is_dir() and not path.exists() and (directory / "adapter_config.json").exists():
+            # a PEFT adapter without its own config.json: the base model's config (as transformers + PEFT do)
+            base = read_json(directory / "adapter_config.json").get("base_model_name_or_path")
+            if not base:
+                raise ConfigError(f"{directory / 'adapter_config.json'} has no base_model_name_or_path")
+            return AutoConfig.from_pretrained(base, **overrides)
         elif directory.is_dir() and not path.exists():
             raise ModelNotFoundError(f"{directory} has no config.json; is it a model directory?")
         else:

