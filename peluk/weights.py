@@ -102,18 +102,17 @@ def merged_adapter_state(directory: Path) -> dict[str, torch.Tensor]:
     state = load_state_dict(resolve(base, config.get("revision")))
     files = [directory / "adapter_model.safetensors", directory / "adapter_model.bin"]
     adapter = _load_file(next((f for f in files if f.exists()), files[0]))
-    # The base checkpoint may or may not carry the model prefix ("bert.") that adapter keys have.
-    by_name = {}
-    for key in state:
-        by_name.setdefault(key, key)
-        by_name.setdefault(key.partition(".")[2], key)
+    # A base checkpoint of the bare model (BertModel: "encoder.…") lacks the prefix the adapter's keys
+    # carry ("bert.encoder.…"): add it, so that new heads and base weights share one naming.
+    names = [k.removeprefix(PEFT_PREFIX) for k in adapter]
+    lora = [n.split(".lora_A.")[0] + ".weight" for n in names if ".lora_A." in n]
+    if lora and lora[0] not in state and lora[0].partition(".")[2] in state:
+        prefix = lora[0].partition(".")[0] + "."
+        state = {prefix + k: v for k, v in state.items()}
 
     def target(name: str, new: bool = False) -> str:
         key = name.removeprefix(PEFT_PREFIX)
-        for candidate in (key, key.partition(".")[2]):
-            if candidate in by_name:
-                return by_name[candidate]
-        if new:  # a head the base does not have (modules_to_save), under the model's own name
+        if key in state or new:  # new: a head the base does not have (modules_to_save)
             return key
         raise WeightsError(f"{directory}: adapter tensor {name} has no matching weight in the base model {base}")
 

