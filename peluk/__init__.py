@@ -28,6 +28,13 @@ _LAZY = {
     "AutoModelForCausalLM": "peluk.models",
     "AutoModelForSeq2SeqLM": "peluk.models",
     "errors": "peluk.errors",
+    "load_dataset": "peluk.data",
+    "load_from_disk": "peluk.data",
+    "Dataset": "peluk.data",
+    "DatasetDict": "peluk.data",
+    "Features": "peluk.data",
+    "Value": "peluk.data",
+    "ClassLabel": "peluk.data",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]
