@@ -72,3 +72,30 @@ def resolve(name_or_path: str | os.PathLike, revision: str | None = None) -> Pat
         else "pass an existing local directory that contains config.json and the weights"
     )
     raise ModelNotFoundError(f"{name!r} is not a local directory or file; {hint}.")
+
+
+# Wire constants of the Hugging Face Hub protocol, shared by the hub client above and the
+# server in peluk.serve.hub (../shared/specs/hub-protocol.md). Change them here, never inline.
+
+HEADER_ERROR_CODE = "X-Error-Code"  # the client maps these codes to typed exceptions
+HEADER_ERROR_MESSAGE = "X-Error-Message"
+HEADER_REPO_COMMIT = "X-Repo-Commit"  # the commit a /resolve/ answer was read from
+HEADER_LINKED_ETAG = "X-Linked-Etag"  # sha256 of an LFS file (the client prefers it to ETag)
+HEADER_LINKED_SIZE = "X-Linked-Size"
+HEADER_DOWNLOAD_COUNTER = "X-HF-Download-Counter"
+
+ERROR_REPO_NOT_FOUND = "RepoNotFound"
+ERROR_REVISION_NOT_FOUND = "RevisionNotFound"
+ERROR_ENTRY_NOT_FOUND = "EntryNotFound"
+ERROR_GATED_REPO = "GatedRepo"
+ERROR_INVALID_CREDENTIALS = "Invalid credentials in Authorization header"  # an X-Error-Message
+
+# The only date shape huggingface_hub parses: UTC with a literal Z.
+DATE_FORMAT = "%Y-%m-%dT%H:%M:%S.000Z"
+
+REPO_TYPES = ("model", "dataset", "space")
+API_SEGMENT = {"model": "models", "dataset": "datasets", "space": "spaces"}  # /api/{segment}/...
+URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}  # /{prefix}{repo_id}/resolve/...
+
+LFS_CONTENT_TYPE = "application/vnd.git-lfs+json"
+LFS_POINTER_HEADER = "version https://git-lfs.github.com/spec/v1"

@@ -1,0 +1,73 @@
+"""The Git LFS batch API of the hub, for huggingface_hub uploads and for git-lfs (spec §7.3, §7.4, §10.4).
+
+``POST /{prefix}{repo}.git/info/lfs/objects/batch`` answers with signed transfer URLs on this
+server: huggingface_hub sends no Authorization header to them, so the signature (HMAC with the
+hub's secret, with an expiry) is the grant. Uploads are streamed into ``lfs/tmp`` and appear in
+the object store only once their sha256 and size match.
+"""
+
+from __future__ import annotations
+
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import FileResponse, JSONResponse, Response
+
+from peluk.hub import ERROR_REPO_NOT_FOUND, LFS_CONTENT_TYPE
+from peluk.serve.hub import protocol
+from peluk.serve.hub.handlers import route
+from peluk.serve.hub.protocol import BadRequest
+from peluk.serve.hub.service import RepoNotFound, Unauthorized
+from peluk.serve.hub.storage import SHA256, EntryNotFound, Invalid
+
+
+@route("POST", "/{prefix}{repo}.git/info/lfs/objects/batch")
+def lfs_batch(ctx, prefix, repo):
+    body = ctx.json("operation", "objects")
+    if body["operation"] not in ("upload", "download"):
+        raise BadRequest('operation must be "upload" or "download"')
+    upload, repo_type = body["operation"] == "upload", protocol.PREFIX_TYPE[prefix]
+    try:
+        row, _, _ = ctx.open(repo_type, repo, write=upload)
+    except (RepoNotFound, Unauthorized) as e:  # git-lfs only sends credentials after a Basic challenge
+        if ctx.user is not None:
+            raise
+        return protocol.error(401, str(e), ERROR_REPO_NOT_FOUND if isinstance(e, RepoNotFound) else None,
+                              {"WWW-Authenticate": 'Basic realm="peluk hub"'})
+    if not upload:
+        ctx.hub.check_gate(row, ctx.user, "")
+    actions = lambda oid, size: ctx.hub.lfs_actions(ctx.base, row, oid, size, upload)  # noqa: E731
+    return protocol.lfs_response(protocol.lfs_batch(body["objects"], upload, ctx.hub.storage.lfs.size,
+                                                    ctx.hub.max_file_size, actions))
+
+
+@route("PUT", "/{prefix}{repo}.git/info/lfs/objects/{oid}", stream=True)
+async def lfs_upload(ctx, prefix, repo, oid):
+    """Signed upload URL: the client sends no Authorization here (spec §7.4); the signature is the grant."""
+    size = ctx.hub.check_lfs_url(protocol.PREFIX_TYPE[prefix], repo, oid, "upload", ctx.params)
+    with ctx.hub.storage.lfs.writer(oid, size) as writer:  # a temp file, renamed once verified
+        buffer = bytearray()
+        async for chunk in ctx.request.stream():
+            buffer += chunk
+            if len(buffer) >= 1 << 22:
+                await run_in_threadpool(writer.write, bytes(buffer))
+                buffer.clear()
+        await run_in_threadpool(writer.write, bytes(buffer))
+        await run_in_threadpool(writer.finish)
+    return Response()
+
+
+@route("GET", "/{prefix}{repo}.git/info/lfs/objects/{oid}")
+def lfs_download(ctx, prefix, repo, oid):
+    ctx.hub.check_lfs_url(protocol.PREFIX_TYPE[prefix], repo, oid, "download", ctx.params)  # issued by the batch API
+    if ctx.hub.storage.lfs.size(oid) is None:
+        raise EntryNotFound(f"Object {oid} does not exist")
+    return FileResponse(ctx.hub.storage.lfs.path(oid), media_type="application/octet-stream")
+
+
+@route("POST", "/{prefix}{repo}.git/info/lfs/objects/verify")
+def lfs_verify(ctx, prefix, repo):
+    ctx.open(protocol.PREFIX_TYPE[prefix], repo, write=True)
+    body = ctx.json("oid", "size")
+    stored = ctx.hub.storage.lfs.size(str(body["oid"])) if SHA256.fullmatch(str(body["oid"])) else None
+    if stored is None or stored != body["size"]:
+        raise Invalid(f"LFS object {body['oid']} with {body['size']} bytes was not uploaded (found: {stored})")
+    return JSONResponse({}, media_type=LFS_CONTENT_TYPE)
