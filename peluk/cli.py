@@ -240,7 +240,7 @@ def cmd_train(args) -> int:
             args.data, text_column=args.text_column, text_pair_column=args.text_pair_column,
             label_column=args.label_column, label_names=args.label_names.split(",") if args.label_names else None,
             column_names=args.column_names.split(",") if args.column_names else None, lora=args.lora,
-            lora_r=args.lora_r, **common)
+            lora_r=args.lora_r, save_dtype=args.save_dtype, **common)
     else:
         result = autotrain.train_token_classification(args.data, **common)
     if args.json:
@@ -303,6 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lora-r", type=int, default=16, dest="lora_r")
     train.add_argument("--bf16", action="store_true", help="bfloat16 autocast (faster on CPUs with AVX512-BF16/AMX)")
     train.add_argument("--seed", type=int, default=42)
+    train.add_argument("--save-dtype", choices=["float16", "bfloat16"], dest="save_dtype",
+                       help="store the fine-tuned weights in half precision (half the size)")
     train.add_argument("--dataset-name", dest="dataset_name", help="dataset name for the model card")
     train.add_argument("--language", help="comma-separated language codes for the model card, e.g. id")
     for p in (demo, run, info, train):

@@ -56,10 +56,12 @@ def train_text_classification(data: str, *, model: str, output: str, validation:
                               warmup_ratio: float = 0.06, max_train_rows: int | None = None,
                               dataset_name: str | None = None, dataset_description: str = "",
                               language: list[str] | None = None, title: str | None = None,
-                              intended_use: str = "", command: str | None = None, quiet: bool = False) -> dict:
+                              intended_use: str = "", command: str | None = None, quiet: bool = False,
+                              save_dtype: str | None = None) -> dict:
     """Fine-tune ``model`` for text classification on ``data``; returns metrics and the output path.
 
     Labels may be strings (sorted into ids) or integers (named by ``label_names`` if given).
+    ``save_dtype="float16"`` halves the saved weights (they load back as float32).
     Without ``validation``, ``validation_split`` of the data is held out (stratified).
 
     Raises:
@@ -136,6 +138,8 @@ def train_text_classification(data: str, *, model: str, output: str, validation:
                       compute_metrics=classification_metrics)
     result = trainer.train()
     metrics = trainer.evaluate()
+    if save_dtype and not lora:
+        trainer.model.to(getattr(torch, save_dtype))
     trainer.save_model(output)
     if lora:  # the adapter + the labelled config: peluk (and transformers + PEFT) load the directory as a model
         net.get_base_model().config.save_pretrained(output)
