@@ -5,6 +5,7 @@
     peluk info MODEL [--json]                           architecture, parameters, dtype, files, tokenizer
     peluk chat [--model M] [--system S]                 interactive chat that streams its answers
     peluk train TASK --data F --model M --output DIR    fine-tune (text- or token-classification), write a model card
+    peluk hub serve | user add | token create ...       a self-hosted model and dataset hub (peluk/serve/hub/cli.py)
 
 Human-readable output by default; ``--json`` prints one JSON document.
 """
@@ -240,7 +241,7 @@ def cmd_train(args) -> int:
             args.data, text_column=args.text_column, text_pair_column=args.text_pair_column,
             label_column=args.label_column, label_names=args.label_names.split(",") if args.label_names else None,
             column_names=args.column_names.split(",") if args.column_names else None, lora=args.lora,
-            lora_r=args.lora_r, save_dtype=args.save_dtype, **common)
+            lora_r=args.lora_r, save_dtype=args.save_dtype, class_weights=args.class_weights, **common)
     else:
         result = autotrain.train_token_classification(args.data, **common)
     if args.json:
@@ -257,7 +258,14 @@ def cmd_train(args) -> int:
     return 0
 
 
-COMMANDS = {"demo": cmd_demo, "run": cmd_run, "info": cmd_info, "chat": cmd_chat, "train": cmd_train}
+def cmd_hub(args) -> int:
+    from peluk.serve.hub import cli as hub_cli  # the CLI is a front end: it may reach the services
+
+    return hub_cli.run(args)
+
+
+COMMANDS = {"demo": cmd_demo, "run": cmd_run, "info": cmd_info, "chat": cmd_chat, "train": cmd_train,
+            "hub": cmd_hub}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -303,10 +311,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lora-r", type=int, default=16, dest="lora_r")
     train.add_argument("--bf16", action="store_true", help="bfloat16 autocast (faster on CPUs with AVX512-BF16/AMX)")
     train.add_argument("--seed", type=int, default=42)
+    train.add_argument("--class-weights", choices=["balanced"], dest="class_weights",
+                       help="weigh the loss by inverse class frequency (rare classes count more)")
     train.add_argument("--save-dtype", choices=["float16", "bfloat16"], dest="save_dtype",
                        help="store the fine-tuned weights in half precision (half the size)")
     train.add_argument("--dataset-name", dest="dataset_name", help="dataset name for the model card")
     train.add_argument("--language", help="comma-separated language codes for the model card, e.g. id")
+    from peluk.serve.hub import cli as hub_cli  # the hub's commands live with the hub
+
+    hub_cli.add_parsers(sub)
     for p in (demo, run, info, train):
         p.add_argument("--json", action="store_true", help="print JSON instead of text")
     for p in (demo, run, chat):

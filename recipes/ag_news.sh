@@ -9,5 +9,5 @@ OUT=${OUT:-/tmp/peluk-ag-news}
   --column-names label,title,description --text-column title --text-pair-column description \
   --label-column label --label-names World,Sports,Business,Sci/Tech \
   --model sentence-transformers/all-MiniLM-L6-v2 --output "$OUT" \
-  --lora --lora-r 16 --lr 5e-4 --epochs ${EPOCHS:-2} --batch-size 32 --max-length 128 --bf16 \
+  --lr 8e-5 --epochs ${EPOCHS:-1} --batch-size 32 --max-length 128 --bf16 \
   --dataset-name ag_news --language en "$@"

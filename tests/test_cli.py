@@ -37,8 +37,8 @@ def test_run_classification_with_model(tiny_dir, capsys):
 
 
 def test_run_without_model_names_what_to_pass(capsys):
-    assert main(["run", "sentiment-analysis", "bagus"]) == 2
-    assert "sequence-classification model" in capsys.readouterr().err
+    assert main(["run", "ner", "Budi tinggal di Jakarta"]) == 2
+    assert "token-classification (NER) model" in capsys.readouterr().err
 
 
 def test_info(minilm_dir, capsys):

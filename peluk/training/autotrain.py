@@ -57,11 +57,13 @@ def train_text_classification(data: str, *, model: str, output: str, validation:
                               dataset_name: str | None = None, dataset_description: str = "",
                               language: list[str] | None = None, title: str | None = None,
                               intended_use: str = "", command: str | None = None, quiet: bool = False,
-                              save_dtype: str | None = None) -> dict:
+                              save_dtype: str | None = None, class_weights: str | None = None) -> dict:
     """Fine-tune ``model`` for text classification on ``data``; returns metrics and the output path.
 
     Labels may be strings (sorted into ids) or integers (named by ``label_names`` if given).
     ``save_dtype="float16"`` halves the saved weights (they load back as float32).
+    ``class_weights="balanced"`` weighs the loss by inverse class frequency (helps macro-F1 when a
+    class is rare, e.g. SmSA's neutral).
     Without ``validation``, ``validation_split`` of the data is held out (stratified).
 
     Raises:
@@ -134,8 +136,15 @@ def train_text_classification(data: str, *, model: str, output: str, validation:
                              save_strategy="epoch", save_total_limit=1, load_best_model_at_end=True,
                              metric_for_best_model="f1_macro", logging_steps=50, seed=seed, bf16=bf16,
                              disable_tqdm=quiet)
-    trainer = Trainer(net, args, train_dataset=train, eval_dataset=dev, processing_class=tokenizer,
-                      compute_metrics=classification_metrics)
+    trainer_class = Trainer
+    if class_weights == "balanced":
+        counts = np.bincount(np.asarray(train["labels"]), minlength=len(names)).astype(np.float64)
+        trainer_class = _weighted_trainer(Trainer, torch.tensor(counts.sum() / (len(names) * np.maximum(counts, 1)),
+                                                                dtype=torch.float32))
+    elif class_weights is not None:
+        raise TrainingError(f"class_weights={class_weights!r}: only 'balanced' is supported")
+    trainer = trainer_class(net, args, train_dataset=train, eval_dataset=dev, processing_class=tokenizer,
+                            compute_metrics=classification_metrics)
     result = trainer.train()
     metrics = trainer.evaluate()
     if save_dtype and not lora:
@@ -158,9 +167,25 @@ def train_text_classification(data: str, *, model: str, output: str, validation:
                      hyperparameters={"epochs": epochs, "learning_rate": lr, "batch_size": batch_size,
                                       "max_length": max_length, "weight_decay": weight_decay,
                                       "warmup_ratio": warmup_ratio, "seed": seed, "bf16": bf16,
+                                      "class_weights": class_weights or "none",
                                       "method": f"LoRA r={lora_r} on {targets} + classifier" if lora else
                                       "full fine-tuning"})
     return {"output": str(output), "metrics": metrics, "train": result, "labels": names}
+
+
+def _weighted_trainer(base, weights):
+    """A Trainer whose loss is cross-entropy weighted per class."""
+    import torch.nn.functional as F
+
+    class WeightedTrainer(base):
+        def compute_loss(self, model, inputs, return_outputs=False):
+            inputs = dict(inputs)
+            labels = inputs.pop("labels")
+            out = model(**inputs)
+            loss = F.cross_entropy(out["logits"].float(), labels, weight=weights.to(labels.device))
+            return (loss, out) if return_outputs else loss
+
+    return WeightedTrainer
 
 
 def train_token_classification(data: str, *, model: str, output: str, validation: str | None = None,

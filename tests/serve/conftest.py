@@ -145,3 +145,36 @@ def lfs_server(tmp_path_factory):
 def name():
     """A fresh repository name."""
     return f"repo-{uuid.uuid4().hex[:8]}"
+
+
+class Git:
+    """The git command in ``cwd`` with no system or user configuration (a fresh HOME), no prompts."""
+
+    def __init__(self, cwd: Path):
+        self.cwd = cwd
+        (cwd / "git-home").mkdir(exist_ok=True)
+        self.env = {k: v for k, v in os.environ.items()
+                    if not k.startswith("GIT_") and k not in ("SSH_ASKPASS", "HF_TOKEN")}
+        self.env.update({"HOME": str(cwd / "git-home"), "XDG_CONFIG_HOME": str(cwd / "git-home"),
+                         "GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0",
+                         "GIT_AUTHOR_NAME": "Tester", "GIT_AUTHOR_EMAIL": "tester@example.com",
+                         "GIT_COMMITTER_NAME": "Tester", "GIT_COMMITTER_EMAIL": "tester@example.com"})
+
+    def __call__(self, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+        proc = subprocess.run(["git", *args], cwd=self.cwd, env={**self.env, **(env or {})}, capture_output=True,
+                              text=True, timeout=120)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"git {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
+        return proc
+
+
+@pytest.fixture
+def git(tmp_path):
+    """``git(*args)`` in ``tmp_path``, isolated from the machine's git configuration."""
+    return Git(tmp_path)
+
+
+def clone_url(server: Server, repo_id: str, token: str | None = None, prefix: str = "", suffix: str = "") -> str:
+    """A git URL of a repository on ``server``, with ``token`` as the Basic-auth password."""
+    host = server.url.removeprefix("http://")
+    return f"http://{'user:' + token + '@' if token else ''}{host}/{prefix}{repo_id}{suffix}"

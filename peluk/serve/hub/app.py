@@ -7,9 +7,11 @@
 Clients then use ``HF_ENDPOINT=http://127.0.0.1:8000`` (or ``HfApi(endpoint=...)``) with a
 token from ``home/admin_token`` or ``peluk.serve.hub.auth.create_token``.
 
-All routes are matched by one dispatcher on the raw request path: add more (web pages, git
-smart HTTP) with ``handlers.route`` (``stream=True`` for async handlers that read the body
-themselves), or insert Starlette routes in front of it (``app.router.routes.insert(0, ...)``).
+All routes are matched by one dispatcher on the raw request path, git smart HTTP
+(``git_http``) included: add more (web pages) with ``handlers.route`` (``stream=True`` for async
+handlers that read the body themselves), or insert Starlette routes in front of it
+(``app.router.routes.insert(0, ...)``). ``peluk hub serve`` (``cli.py``) runs it and imports the
+default models on the first start (``defaults.py``).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from peluk.serve.hub import lfs, protocol  # noqa: F401  (lfs registers the Git LFS routes)
+from peluk.serve.hub import git_http, lfs, protocol  # noqa: F401  (they register the git and Git LFS routes)
 from peluk.serve.hub.auth import token_from_header
 from peluk.serve.hub.handlers import ROUTES, Ctx
 from peluk.serve.hub.service import MAX_FILE_SIZE, MAX_REQUEST_SIZE, Hub, TooLarge

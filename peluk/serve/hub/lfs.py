@@ -65,9 +65,15 @@ def lfs_download(ctx, prefix, repo, oid):
 
 @route("POST", "/{prefix}{repo}.git/info/lfs/objects/verify")
 def lfs_verify(ctx, prefix, repo):
-    ctx.open(protocol.PREFIX_TYPE[prefix], repo, write=True)
+    """Signed by the batch API (git-lfs sends no credentials here), or called with a write token."""
+    repo_type, signed = protocol.PREFIX_TYPE[prefix], ctx.q("sig") is not None
+    if not signed:
+        ctx.open(repo_type, repo, write=True)
     body = ctx.json("oid", "size")
-    stored = ctx.hub.storage.lfs.size(str(body["oid"])) if SHA256.fullmatch(str(body["oid"])) else None
-    if stored is None or stored != body["size"]:
-        raise Invalid(f"LFS object {body['oid']} with {body['size']} bytes was not uploaded (found: {stored})")
+    oid, size = str(body["oid"]), body["size"]
+    if signed:
+        ctx.hub.check_lfs_url(repo_type, repo, oid, "verify", ctx.params, size)
+    stored = ctx.hub.storage.lfs.size(oid) if SHA256.fullmatch(oid) else None
+    if stored is None or stored != size:
+        raise Invalid(f"LFS object {oid} with {size} bytes was not uploaded (found: {stored})")
     return JSONResponse({}, media_type=LFS_CONTENT_TYPE)

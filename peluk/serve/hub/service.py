@@ -216,12 +216,20 @@ class Hub:
         href = f"{base}/{URL_PREFIX[repo.type]}{repo.id}.git/info/lfs/objects"
         expires, signature = sign(self.secret, f"{action}:{repo.type}/{repo.id}:{oid}:{size}")
         out = {action: {"href": f"{href}/{oid}?size={size}&exp={expires}&sig={signature}", "expires_in": 3600}}
-        return {**out, "verify": {"href": f"{href}/verify", "expires_in": 3600}} if upload else out
+        if not upload:
+            return out
+        # Signed too: git-lfs sends no credentials to the verify URL of an "authenticated" object.
+        expires, signature = sign(self.secret, f"verify:{repo.type}/{repo.id}:{oid}:{size}")
+        return {**out, "verify": {"href": f"{href}/verify?exp={expires}&sig={signature}", "expires_in": 3600}}
 
-    def check_lfs_url(self, repo_type: str, repo_id: str, oid: str, action: str, query: list[tuple[str, str]]) -> int:
-        """The size a signed LFS URL was issued for. Raises Forbidden for a bad or expired signature."""
+    def check_lfs_url(self, repo_type: str, repo_id: str, oid: str, action: str, query: list[tuple[str, str]],
+                      size=None) -> int:
+        """The size a signed LFS URL was issued for (``size``: the one claimed, when not in the URL).
+
+        Raises Forbidden for a bad or expired signature.
+        """
         q = dict(query)
-        size = q.get("size", "")
+        size = str(size) if size is not None else q.get("size", "")
         if not size.isdigit() or not verify(self.secret, f"{action}:{repo_type}/{repo_id}:{oid}:{size}",
                                             q.get("exp"), q.get("sig", "")):
             raise Forbidden(f"Invalid or expired {action} URL: ask the LFS batch API for a new one")
