@@ -6,6 +6,10 @@
     peluk chat [--model M] [--system S]                 interactive chat that streams its answers
     peluk train TASK --data F --model M --output DIR    fine-tune (text- or token-classification), write a model card
     peluk hub serve | user add | token create ...       a self-hosted model and dataset hub (peluk/serve/hub/cli.py)
+    peluk download REPO [FILES...] [--revision R]       a hub repo (or some files) into the shared cache
+    peluk upload PATH REPO [--private] [-m MSG]         a folder or file to a hub repo (created if needed)
+    peluk repo create|ls|info|delete ...                hub repositories
+    peluk login [--token T]                             save a hub token ($HF_HOME/token)
 
 Human-readable output by default; ``--json`` prints one JSON document.
 """
@@ -16,6 +20,8 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
+from peluk import hub_cli as client_cli  # peluk download / upload / repo / login (imports json and sys only)
 
 DEMO_SENTENCES = [  # paraphrase pairs, mixed up; the packaged model is English-only
     "A man is playing a guitar.",
@@ -265,7 +271,7 @@ def cmd_hub(args) -> int:
 
 
 COMMANDS = {"demo": cmd_demo, "run": cmd_run, "info": cmd_info, "chat": cmd_chat, "train": cmd_train,
-            "hub": cmd_hub}
+            "hub": cmd_hub, **client_cli.COMMANDS}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -320,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     from peluk.serve.hub import cli as hub_cli  # the hub's commands live with the hub
 
     hub_cli.add_parsers(sub)
+    client_cli.add_parsers(sub)
     for p in (demo, run, info, train):
         p.add_argument("--json", action="store_true", help="print JSON instead of text")
     for p in (demo, run, chat):

@@ -7,6 +7,9 @@ Messages name the file, key or field at fault and say what to do about it.
 
     PelukError
     ├── ModelNotFoundError      (FileNotFoundError)  no such directory / repo / weight file
+    │   ├── RevisionNotFoundError                    a hub repo has no such branch, tag or commit
+    │   ├── EntryNotFoundError                       a hub repo has no such file at that revision
+    │   └── NotCachedError                           offline (or hub unreachable) and not in the local cache
     ├── ConfigError             (ValueError)         unreadable or invalid config.json
     │   └── UnsupportedModelError                    model_type peluk does not implement
     ├── WeightsError            (ValueError)         corrupt file, missing/unexpected keys, shapes
@@ -14,7 +17,12 @@ Messages name the file, key or field at fault and say what to do about it.
     ├── PipelineError           (ValueError)         unknown task, no default model, bad input
     ├── TrainingError           (ValueError)         bad training arguments, unusable checkpoint
     ├── DatasetNotFoundError    (FileNotFoundError)  no such data file, directory or dataset repo
-    └── DatasetError            (ValueError)         bad rows (file + line), bad columns or arguments
+    ├── DatasetError            (ValueError)         bad rows (file + line), bad columns or arguments
+    └── HubError                (OSError)            a hub request failed (HTTP status, server message),
+        │                                            or a download did not match its ETag
+        ├── HubUnreachableError                      the hub's endpoint cannot be reached
+        └── HubAuthError                             no token, an invalid one, or one without access (401/403)
+            └── GatedRepoError                       a gated repository's files are not for this token
 """
 
 from __future__ import annotations
@@ -60,6 +68,36 @@ class DatasetError(PelukError, ValueError):
     """Data that cannot be read (the message names the file and line), or a bad column or argument."""
 
 
+class RevisionNotFoundError(ModelNotFoundError):
+    """A hub repository has no branch, tag or commit of that name."""
+
+
+class EntryNotFoundError(ModelNotFoundError):
+    """A hub repository has no such file at the requested revision."""
+
+
+class NotCachedError(ModelNotFoundError):
+    """Offline (or the hub cannot be reached) and the repo, revision or file is not in the local cache."""
+
+
+class HubError(PelukError, OSError):
+    """A hub request failed; ``status`` is the HTTP status when there was an answer."""
+
+    status: int | None = None
+
+
+class HubUnreachableError(HubError):
+    """The hub's endpoint cannot be reached (refused, unknown host, timeout)."""
+
+
+class HubAuthError(HubError):
+    """The hub wants a token, rejected the one given, or the token may not do this (401/403)."""
+
+
+class GatedRepoError(HubAuthError):
+    """A gated repository: its files are only for the users it lets in."""
+
+
 __all__ = [
     "PelukError",
     "ModelNotFoundError",
@@ -71,4 +109,11 @@ __all__ = [
     "TrainingError",
     "DatasetNotFoundError",
     "DatasetError",
+    "RevisionNotFoundError",
+    "EntryNotFoundError",
+    "NotCachedError",
+    "HubError",
+    "HubUnreachableError",
+    "HubAuthError",
+    "GatedRepoError",
 ]

@@ -835,8 +835,12 @@ class Tokenizer:
                                      "or 'additional_special_tokens'")
         return self.add_tokens(tokens, special_tokens=True)
 
-    def save_pretrained(self, save_directory: str | os.PathLike) -> tuple[str, ...]:
+    def save_pretrained(self, save_directory: str | os.PathLike, *, push_to_hub: bool = False,
+                        repo_id: str | None = None, **hub_options) -> tuple[str, ...]:
         """Write tokenizer.json, tokenizer_config.json, special_tokens_map.json and the chat template(s).
+
+        With ``push_to_hub=True`` the directory is then uploaded to the hub repo ``repo_id`` (default:
+        the directory's name), as ``PreTrainedModel.save_pretrained`` does.
 
         A chat template goes to chat_template.jinja; more named ones to
         additional_chat_templates/<name>.jinja (transformers 5's layout).
@@ -882,6 +886,10 @@ class Tokenizer:
                 files[f"{CHAT_TEMPLATE_DIR}/{name}.jinja"] = template
         for name, text in files.items():
             _write_atomic(directory / name, text)
+        if push_to_hub:
+            from peluk.hub_api import push_to_hub as push
+
+            push(directory, repo_id or directory.name, **{"commit_message": "Upload tokenizer", **hub_options})
         return tuple(str(directory / name) for name in files)
 
     def get_chat_template(self, chat_template: str | None = None, tools: list | None = None) -> str:

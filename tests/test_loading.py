@@ -130,9 +130,13 @@ def test_unexpected_backbone_key_raises(bert_mlm, tmp_path):
         pm.AutoModelForMaskedLM.from_pretrained(path)
 
 
-def test_not_a_directory():
-    with pytest.raises(ModelNotFoundError, match="no hub client yet"):
+def test_not_a_directory(monkeypatch, tmp_path):
+    monkeypatch.setenv("PELUK_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    with pytest.raises(ModelNotFoundError, match="model 'someone/some-model' at revision 'main' is not in the local"):
         pm.AutoModel.from_pretrained("someone/some-model")
+    with pytest.raises(ModelNotFoundError, match="not a local directory or file, nor a repo id"):
+        pm.AutoModel.from_pretrained("./no/such/dir")
 
 
 def test_pickle_bin_refuses_code(bert_mlm, tmp_path):

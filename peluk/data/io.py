@@ -1,11 +1,11 @@
 """Reading data files into datasets: ``load_dataset``, ``load_from_disk``, streaming.
 
 ``load_dataset`` takes a builder name (``"csv"``, ``"json"``, ``"parquet"``, ``"text"``) with
-``data_files``, a local directory or data file, or (once the hub client exists) a dataset repo
-id; :func:`resolve_dataset` is the one place names become local paths. Files are read with
-pyarrow, converted once to Arrow files in the cache (:mod:`peluk.data.cache`) and
-memory-mapped from there: the second load of unchanged files reads nothing but their sizes
-and modification times. With ``streaming=True`` nothing is converted: an
+``data_files``, a local directory or data file, or a dataset repo id ``owner/name`` (a snapshot
+from the hub, see ``peluk.hub``); :func:`resolve_dataset` is the one place names become local
+paths. Files are read with pyarrow, converted once to Arrow files in the cache
+(:mod:`peluk.data.cache`) and memory-mapped from there: the second load of unchanged files
+reads nothing but their sizes and modification times. With ``streaming=True`` nothing is converted: an
 :class:`IterableDataset` reads the files in chunks while it is iterated.
 
 Bad data is an error that names the file and the line (``train.csv line 17: expected 2
@@ -53,22 +53,20 @@ _BATCH_ROWS = 10_000  # rows per Arrow batch when a reader builds tables from Py
 
 # --- names and files ----------------------------------------------------------------------------
 def resolve_dataset(name: str, revision: str | None = None) -> Path:
-    """The local directory of a dataset repo id: the one place the hub plugs in.
+    """The local directory of a dataset repo id: a snapshot of the hub's dataset repo (``peluk.hub``).
 
     Raises:
-        DatasetNotFoundError: no local copy and no hub client to fetch one.
+        DatasetNotFoundError: not a repo id, no such dataset repo or revision, or (offline) not cached.
     """
     from peluk.hub import resolve
 
     if name.startswith((".", "/", "~")) or name.count("/") > 1 or Path(name).suffix in EXTENSIONS:
         raise DatasetNotFoundError(f"{name!r}: no such data file or directory")
     try:
-        # the hub client will resolve dataset repos here (repo_type="dataset")
-        return resolve(name, revision=revision)
-    except ModelNotFoundError:
-        raise DatasetNotFoundError(
-            f"{name!r} is not a builder ({', '.join(BUILDERS)}), a local file or a local directory, and peluk "
-            "has no hub client yet: download the dataset repository and pass its directory") from None
+        return resolve(name, revision=revision, repo_type="dataset")
+    except ModelNotFoundError as e:
+        raise DatasetNotFoundError(f"{name!r} is not a builder ({', '.join(BUILDERS)}), a local file or directory, "
+                                   f"or a dataset repo peluk can get: {e}") from None
 
 
 def _split_of(relative: str) -> dict[str, str | None]:

@@ -212,8 +212,14 @@ class PreTrainedModel(nn.Module):
 
     # --- saving ------------------------------------------------------------------------
     def save_pretrained(self, directory: str | os.PathLike, safe_serialization: bool = True,
-                        max_shard_size: int | str | None = None) -> None:
-        """Write config.json and the weights in transformers' layout (loadable by both)."""
+                        max_shard_size: int | str | None = None, *, push_to_hub: bool = False,
+                        repo_id: str | None = None, **hub_options) -> None:
+        """Write config.json and the weights in transformers' layout (loadable by both).
+
+        With ``push_to_hub=True`` the directory is then uploaded to the hub repo ``repo_id`` (default:
+        the directory's name in the token owner's namespace), created if needed; ``hub_options`` go to
+        ``peluk.hub_api.push_to_hub`` (``private``, ``commit_message``, ``token``, ``endpoint``).
+        """
         from peluk.weights import save_state_dict
 
         directory = Path(directory)
@@ -224,6 +230,10 @@ class PreTrainedModel(nn.Module):
         self.config.architectures = [type(self).__name__]
         save_state_dict(state, directory, safe_serialization=safe_serialization, max_shard_size=max_shard_size)
         self.config.save_pretrained(directory)
+        if push_to_hub:
+            from peluk.hub_api import push_to_hub as push
+
+            push(directory, repo_id or directory.name, **{"commit_message": "Upload model", **hub_options})
 
 
 @contextlib.contextmanager

@@ -40,6 +40,9 @@ class TrainingArguments:
         group_by_length: batch rows of similar length together (less padding; on by default).
         bf16: autocast matmuls to bfloat16 (CPU or GPU).
         report_to: ``"none"``, ``"jsonl"`` (``output_dir/log.jsonl``, the default) or ``"tensorboard"``.
+        push_to_hub, hub_model_id, hub_token, hub_private_repo: upload the final model (``output_dir``
+            without its checkpoints) to the hub repo ``hub_model_id`` (default: ``output_dir``'s name)
+            at the end of ``train()``; see ``Trainer.push_to_hub``.
     """
 
     output_dir: str = "trainer_output"
@@ -76,6 +79,10 @@ class TrainingArguments:
     disable_tqdm: bool = False
     use_cpu: bool = False
     run_name: str | None = None
+    push_to_hub: bool = False
+    hub_model_id: str | None = None
+    hub_token: str | None = None
+    hub_private_repo: bool = False
     extra: dict = field(default_factory=dict, repr=False)
 
     def __init__(self, output_dir: str = "trainer_output", **kwargs):
@@ -133,7 +140,8 @@ class TrainingArguments:
         return self.warmup_steps if self.warmup_steps > 0 else int(-(-total_steps * self.warmup_ratio // 1))
 
     def to_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
+        hidden = {"extra", "hub_token"}  # training_args.json must not carry a secret
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in hidden}
 
     def save(self, directory: str | os.PathLike) -> None:
         with open(os.path.join(directory, "training_args.json"), "w", encoding="utf-8") as f:

@@ -248,7 +248,16 @@ class Trainer:
         self.state.log_history.append({**metrics, "step": self.state.global_step})
         self._emit("log", logs=metrics)
         self._emit("train_end")
+        if args.push_to_hub:
+            self.push_to_hub()
         return metrics
+
+    def compute_loss(self, model, inputs: dict, return_outputs: bool = False):
+        """The training loss of one batch: the model's own (``labels`` given). Override it in a
+        subclass for another loss (class weights, distillation), as with transformers' Trainer."""
+        out = model(**inputs)
+        loss = out.get("loss") if isinstance(out, dict) else out[0]
+        return (loss, out) if return_outputs else loss
 
     def _training_step(self, step_rows: list[int]) -> None:
         micro = self._micro_batches(step_rows)
@@ -258,8 +267,7 @@ class Trainer:
             sync = j == len(micro) - 1 or self.world == 1
             context = self.model.no_sync() if not sync and hasattr(self.model, "no_sync") else _null()
             with context, torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.args.bf16):
-                out = self.model(**batch)
-                loss = out["loss"] if isinstance(out, dict) else out[0]
+                loss = self.compute_loss(self.model, batch)
             if loss is None:
                 raise TrainingError("the model returned no loss: does the dataset have a 'label'/'labels' column?")
             # Each micro-batch's mean loss, weighted by its share of the step's rows, so the
@@ -388,6 +396,24 @@ class Trainer:
         model.save_pretrained(output_dir)
         if self.tokenizer is not None and hasattr(self.tokenizer, "save_pretrained"):
             self.tokenizer.save_pretrained(output_dir)
+
+
+    def push_to_hub(self, commit_message: str = "End of training", **hub_options):
+        """Save the model and tokenizer to ``output_dir`` and upload it (not its checkpoints) to the hub.
+
+        The repo is ``args.hub_model_id`` (default: ``output_dir``'s name, in the token owner's
+        namespace), created if needed (private with ``args.hub_private_repo``), with ``args.hub_token``
+        (default: the environment's). Returns the ``CommitInfo`` (None on other ranks).
+        """
+        from peluk.hub_api import push_to_hub
+
+        args = self.args
+        self.save_model(args.output_dir)
+        if self.rank != 0:
+            return None
+        return push_to_hub(args.output_dir, args.hub_model_id or Path(args.output_dir).name, token=args.hub_token,
+                           private=args.hub_private_repo, commit_message=commit_message,
+                           ignore_patterns=["checkpoint-*", "_*"], **hub_options)
 
 
 class _null:

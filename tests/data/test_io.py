@@ -118,10 +118,12 @@ def test_folder_names_and_sharded_names(tmp_path):
     assert load_dataset(str(tmp_path / "g")).num_rows == {"train": 2, "extra": 1}
 
 
-def test_missing_things_raise_not_found(tmp_path):
+def test_missing_things_raise_not_found(tmp_path, monkeypatch):
     with pytest.raises(DatasetNotFoundError, match="does not exist"):
         load_dataset("csv", data_files=str(tmp_path / "nope.csv"))
-    with pytest.raises(DatasetNotFoundError, match="no hub client"):
+    monkeypatch.setenv("PELUK_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub-cache"))
+    with pytest.raises(DatasetNotFoundError, match="dataset 'someone/some-dataset' at revision 'main' is not in the"):
         load_dataset("someone/some-dataset")
     with pytest.raises(DatasetNotFoundError, match="no such data file or directory"):
         load_dataset(str(tmp_path / "missing" / "train.csv"))
