@@ -6,6 +6,7 @@
     peluk chat [--model M] [--system S]                 interactive chat that streams its answers
     peluk train TASK --data F --model M --output DIR    fine-tune (text- or token-classification), write a model card
     peluk hub serve | user add | token create ...       a self-hosted model and dataset hub (peluk/serve/hub/cli.py)
+    peluk serve [--port 8000] [--models M ...] [--public]  hub + inference API (HF Inference, OpenAI, TGI, TEI)
     peluk download REPO [FILES...] [--revision R]       a hub repo (or some files) into the shared cache
     peluk upload PATH REPO [--private] [-m MSG]         a folder or file to a hub repo (created if needed)
     peluk repo create|ls|info|delete ...                hub repositories
@@ -270,8 +271,14 @@ def cmd_hub(args) -> int:
     return hub_cli.run(args)
 
 
+def cmd_serve(args) -> int:
+    from peluk.serve.cli_serve import cmd_serve as serve  # a front end: it may reach the services
+
+    return serve(args)
+
+
 COMMANDS = {"demo": cmd_demo, "run": cmd_run, "info": cmd_info, "chat": cmd_chat, "train": cmd_train,
-            "hub": cmd_hub, **client_cli.COMMANDS}
+            "hub": cmd_hub, "serve": cmd_serve, **client_cli.COMMANDS}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -326,6 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
     from peluk.serve.hub import cli as hub_cli  # the hub's commands live with the hub
 
     hub_cli.add_parsers(sub)
+    from peluk.serve import cli_serve  # `peluk serve`'s flags live with the service
+
+    cli_serve.add_parser(sub)
     client_cli.add_parsers(sub)
     for p in (demo, run, info, train):
         p.add_argument("--json", action="store_true", help="print JSON instead of text")

@@ -31,9 +31,10 @@ from peluk.serve.hub.db import Database, now
 log = logging.getLogger("peluk.hub")
 
 NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?")
-# Names that would collide with the hub's own URL space (/api/..., /datasets/owner/name, ...).
+# Names that would collide with the hub's own URL space (/api/..., /datasets/owner/name, ...),
+# or with the inference API's (/models/..., /v1/... of peluk serve).
 RESERVED = {"api", "models", "datasets", "spaces", "kernels", "new", "settings", "login", "logout",
-            "static", "docs", "organizations", "search", "lfs-objects", "join"}
+            "static", "docs", "organizations", "search", "lfs-objects", "join", "v1"}
 ROLES = ("read", "write")
 
 
