@@ -28,6 +28,7 @@ _LAZY = {
     "AutoModelForCausalLM": "peluk.models",
     "AutoModelForSeq2SeqLM": "peluk.models",
     "errors": "peluk.errors",
+    "viz": "peluk.viz",
     "load_dataset": "peluk.data",
     "load_from_disk": "peluk.data",
     "Dataset": "peluk.data",

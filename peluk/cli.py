@@ -8,6 +8,7 @@
     peluk hub serve | user add | token create ...       a self-hosted model and dataset hub (peluk/serve/hub/cli.py)
     peluk serve [--port 8000] [--models M ...] [--public]  hub + inference API (HF Inference, OpenAI, TGI, TEI)
     peluk download REPO [FILES...] [--revision R]       a hub repo (or some files) into the shared cache
+    peluk attention MODEL "text" [--pair P|--target T] [--layer L --head H] --out view.html|map.png|map.svg
     peluk upload PATH REPO [--private] [-m MSG]         a folder or file to a hub repo (created if needed)
     peluk repo create|ls|info|delete ...                hub repositories
     peluk login [--token T]                             save a hub token ($HF_HOME/token)
@@ -281,6 +282,15 @@ COMMANDS = {"demo": cmd_demo, "run": cmd_run, "info": cmd_info, "chat": cmd_chat
             "hub": cmd_hub, "serve": cmd_serve, **client_cli.COMMANDS}
 
 
+def _attention(args) -> int:
+    from peluk.viz import cli as viz_cli
+
+    return viz_cli.cmd_attention(args)
+
+
+COMMANDS["attention"] = _attention
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="peluk", description="Offline Hugging Face stack: models, pipelines, tools.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -337,6 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_serve.add_parser(sub)
     client_cli.add_parsers(sub)
+    from peluk.viz import cli as viz_cli  # attention views and heat maps
+
+    viz_cli.add_parser(sub)
     for p in (demo, run, info, train):
         p.add_argument("--json", action="store_true", help="print JSON instead of text")
     for p in (demo, run, chat):
