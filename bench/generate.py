@@ -7,9 +7,11 @@ run the full length), with 2 threads:
 - ``peluk fp32 (exact)``: weights dequantized to float32; its tokens must equal transformers'.
 - ``peluk int4 (GGUF)``: weights kept quantized (``peluk.nn.quant``: Q4_1 blocks as int4 group-32,
   the tied Q8_0 embedding/head exact), bfloat16 activations in the matmuls.
+  (``--only ... "peluk int4+int8 head"`` adds the opt-in per-row int8 head.)
 - ``transformers fp32``: ``AutoModelForCausalLM.from_pretrained(dir, gguf_file=name)``.
 - ``llama.cpp``: ``llama-cpp-python``'s low-level API on the file as is (skipped if not installed).
 
+peluk's decode steps go through ``model.decode_step`` (its lean step), as ``generate`` runs them.
 Each contender runs in its own worker process, so its load time ("ready": process start to model
 loaded) and peak RSS (VmHWM) are its own. The workers stay alive and the parent alternates them
 within each repeat (the machine is shared and noisy); medians are reported. Cold TTFT is the first
@@ -56,6 +58,7 @@ AGREEMENT_PROMPTS = [
     "What is the difference between a list and a tuple in Python?",
 ]
 CONTENDERS = ["peluk fp32 (exact)", "peluk int4 (GGUF)", "transformers fp32", "llama.cpp"]
+INT8_HEAD = "peluk int4+int8 head"  # the opt-in head; not in the default run (--only ... to add it)
 
 
 def gguf_path() -> Path:
@@ -76,7 +79,7 @@ def peak_rss_mib() -> float:
 class PelukContender:
     """peluk's decoder from the GGUF file, through ``generate_step``."""
 
-    def __init__(self, path: Path, quantized: bool):
+    def __init__(self, path: Path, quantized: bool, int8_head: bool = False):
         import torch
 
         from peluk.gguf import GGUFFile
@@ -88,14 +91,15 @@ class PelukContender:
         self.config = LlamaConfig.from_dict(gguf.config_dict())
         if quantized:
             self.model = LlamaForCausalLM.from_gguf_quantized(gguf, self.config)  # the default GGUF path
+            if int8_head:  # the opt-in per-row int8 head (requantized from the exact one)
+                from peluk.nn.quant import QuantLinear
+
+                self.model.lm_head = QuantLinear.from_float(self.model.lm_head.dequantize(), bits=8)
         else:
             self.model = LlamaForCausalLM.from_state_dict(self.config, gguf.state_dict(), dtype=torch.float32)
 
     def cache(self, batch: int, length: int):
-        from peluk.nn.cache import KVCache
-
-        c = self.config  # made here: model.make_cache reads the embedding's dtype, which a QuantEmbedding lacks
-        return KVCache(c.num_hidden_layers, batch, length, c.num_key_value_heads, c.head_dim)
+        return self.model.make_cache(batch, length)
 
     def generate(self, ids: list[int], batch: int, new: int, eos: int) -> tuple[float, float, list[list[int]]]:
         from peluk.generation.generate import generate_step
@@ -114,7 +118,8 @@ class PelukContender:
         return first - start, end - first, torch.stack(tokens, 1).tolist()
 
     def forced(self, ids: list[int], continuation: list[int], eos: int) -> list[int]:
-        """The argmax after the prompt and after each prefix of ``continuation``, one decode step each."""
+        """The argmax after the prompt and after each prefix of ``continuation``, one decode step each
+        (through ``decode_step``, as generation runs them)."""
         torch = self.torch
         cache = self.cache(1, len(ids) + len(continuation))
         out, x = [], torch.tensor([ids])
@@ -122,7 +127,7 @@ class PelukContender:
             for token in [None, *continuation[:-1]]:
                 if token is not None:
                     x = torch.tensor([[token]])
-                logits = self.model(x, cache=cache, logits_to_keep=1).logits[0, -1].float()
+                logits = self.model.decode_step(x, cache=cache, logits_to_keep=1).logits[0, -1].float()
                 logits[eos] = -float("inf")
                 out.append(int(logits.argmax()))
         return out
@@ -226,6 +231,8 @@ def make(name: str, path: Path):
         return PelukContender(path, quantized=False)
     if name == "peluk int4 (GGUF)":
         return PelukContender(path, quantized=True)
+    if name == INT8_HEAD:
+        return PelukContender(path, quantized=True, int8_head=True)
     if name == "transformers fp32":
         return TransformersContender(path)
     return LlamaCppContender(path)
@@ -366,7 +373,7 @@ def main() -> None:
             checks[name] = {"equal_tokens_b1": sum(a == b for a, b in zip(mine, ref_tokens)),
                             "rows_equal_b8": all(row == outputs[name, args.batch][0]
                                                  for row in outputs[name, args.batch])}
-        forced_names = [n for n in names if n in ("peluk int4 (GGUF)", "llama.cpp")]
+        forced_names = [n for n in names if n in ("peluk int4 (GGUF)", INT8_HEAD, "llama.cpp")]
         agree = {n: [0, 0] for n in forced_names}
         for text in AGREEMENT_PROMPTS:
             prompt = chat_ids(text)

@@ -52,7 +52,7 @@ def test_from_float_matches_its_dequantized_weight(bits, group_size, shape):
 
 
 @pytest.mark.parametrize("qtype", ["Q4_0", "Q4_1", "Q8_0"])
-@pytest.mark.parametrize("shape", [(64, 96), (4160, 64)])  # the second spans two conversion slices
+@pytest.mark.parametrize("shape", [(64, 96), (4160, 64)])  # the second spans several conversion slices
 def test_gguf_blocks_convert_exactly(qtype, shape):
     w = _weight(*shape, seed=1)
     blocks = _gguf_blocks(w, qtype)
@@ -158,3 +158,35 @@ def test_quantize_linears_from_gguf_blocks(tmp_path):
     assert isinstance(q_proj, QuantLinear)
     assert torch.equal(q_proj.dequantize(), ref["model.layers.0.self_attn.q_proj.weight"])
     assert isinstance(model.lm_head, nn.Linear)  # lm_head=None keeps the output projection as it was
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-5), (torch.bfloat16, 2e-3)])
+def test_tiny_llama_lean_decode_step_equals_forward(tmp_path, dtype, tol):
+    """Llama's lean decode step on quantized layers (q/k/v and gate/up joined into one int4 call,
+    an int8 head) gives the logits of forward on the same model, with left padding."""
+    import pickle
+
+    model = _tiny_llama(tmp_path)()
+    quantize_linears(model, bits=4, lm_head=8, dtype=dtype)
+    ids = torch.randint(3, 256, (2, 10), generator=torch.Generator().manual_seed(5))
+    mask = torch.ones_like(ids)
+    mask[1, :3] = 0
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    with torch.no_grad():
+        lean, ref = model.make_cache(2, 12), model.make_cache(2, 12)
+        for cache in (lean, ref):
+            model(ids[:, :6], attention_mask=mask[:, :6], position_ids=positions[:, :6], cache=cache)
+        for t in range(6, 10):
+            args = dict(attention_mask=mask[:, :t + 1], position_ids=positions[:, t:t + 1])
+            got = model.decode_step(ids[:, t:t + 1], cache=lean, **args).logits
+            want = model(ids[:, t:t + 1], cache=ref, **args).logits
+            assert (got - want).abs().max() <= tol * want.abs().max()
+    assert model._lean
+    greedy = model.generate(ids, mask, max_new_tokens=8, pad_token_id=0)
+    if dtype == torch.float32:  # bfloat16 rounding may flip a near tie; float32 does not here
+        model.decode_step = model.forward  # the module path
+        assert torch.equal(greedy, model.generate(ids, mask, max_new_tokens=8, pad_token_id=0))
+        del model.decode_step
+    copied = pickle.loads(pickle.dumps(model))  # the plan (functions) is left behind and made again
+    assert copied._lean is None
+    assert torch.equal(copied.generate(ids, mask, max_new_tokens=8, pad_token_id=0), greedy)

@@ -34,6 +34,29 @@ def test_exact_path_first_32_greedy_tokens_equal_transformers(smol, smol_hf):
     assert torch.equal(got, want), (tok.decode(got[0]), hf_tok.decode(want[0]))
 
 
+def test_quantized_lean_decode_step_agrees_with_forward(smol_path, smol):
+    """The default GGUF path (weights kept quantized): its lean decode step against forward on the
+    same model, teacher-forced along forward's own greedy continuation. bfloat16 activations round
+    differently after the small float32 differences (SDPA vs two matmuls), hence not equal."""
+    model = peluk.AutoModelForCausalLM.from_pretrained(smol_path)
+    ids = smol[1].apply_chat_template(CHAT, add_generation_prompt=True, return_tensors="pt", return_dict=False)
+    with torch.inference_mode():
+        model.decode_step = model.forward  # the module path
+        want = model.generate(ids, max_new_tokens=24, min_new_tokens=24)[0, ids.shape[1]:]
+        del model.decode_step
+        lean, ref = (model.make_cache(1, ids.shape[1] + 24) for _ in range(2))
+        model(ids, cache=lean), model(ids, cache=ref)
+        got, diffs = [], []
+        for token in want[:-1]:
+            a = model.decode_step(token.view(1, 1), cache=lean).logits[0, -1]
+            b = model(token.view(1, 1), cache=ref).logits[0, -1]
+            got.append(int(a.argmax()) == int(b.argmax()))
+            diffs.append(float((a - b).abs().max() / b.abs().max()))
+    assert model._lean
+    print(f"\nlean vs forward, quantized SmolLM2: top-1 {sum(got)}/{len(got)}, max rel. logit diff {max(diffs):.1e}")
+    assert sum(got) >= len(got) - 2 and max(diffs) < 0.05
+
+
 def test_pipeline_matches_transformers_pipeline(smol_path, smol_hf):
     import transformers
 

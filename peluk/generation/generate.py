@@ -30,6 +30,7 @@ def _eos_list(eos) -> list[int]:
     return [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
 
 
+@torch.no_grad()  # as transformers' generate; also lets decoders take their lean decode step
 def generate_step(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *, max_new_tokens: int,
                   processors=(), do_sample: bool = False, generator: torch.Generator | None = None,
                   eos_token_id=None, pad_token_id: int | None = None, min_new_tokens: int = 0,
@@ -101,6 +102,7 @@ def _prepare(model, input_ids, attention_mask, options: dict, truncate_prompt: b
     return config, input_ids, attention_mask, new
 
 
+@torch.no_grad()
 def generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *, tokenizer=None,
              stop: list[str] | None = None, seed: int | None = None, generator: torch.Generator | None = None,
              output_logprobs: bool = False, truncate_prompt: bool = False, **options):

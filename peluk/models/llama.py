@@ -12,7 +12,9 @@ transformers/models/llama/modeling_llama.py.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +23,7 @@ from torch import nn
 from peluk.config import PretrainedConfig
 from peluk.errors import WeightsError
 from peluk.models.base import ModelOutput, PreTrainedModel, _no_init
-from peluk.nn.attention import attend, decoder_mask
+from peluk.nn.attention import _SDPA_GQA, _capture, attend, decoder_mask
 from peluk.nn.cache import KVCache
 from peluk.nn.layers import activation
 from peluk.nn.linear import Linear, fused_linear
@@ -184,6 +186,7 @@ class LlamaForCausalLM(PreTrainedModel):
         self.model = LlamaModel(config)
         self.lm_head = Linear(config.hidden_size, config.vocab_size, bias=False)
         self.tied = {"lm_head.weight": "model.embed_tokens.weight"} if config.tie_word_embeddings else {}
+        self._lean: LeanPlan | None | bool = None  # decode_step's references, made on first use
 
     def make_cache(self, batch: int, max_len: int) -> KVCache:
         return self.model.make_cache(batch, max_len)
@@ -191,8 +194,13 @@ class LlamaForCausalLM(PreTrainedModel):
     @classmethod
     def from_gguf_quantized(cls, gguf, config: LlamaConfig, device=None) -> "LlamaForCausalLM":
         """The GGUF default path: linear layers stay quantized (int4/int8 kernels, see
-        ``peluk.nn.quant``), the embedding table stays in its stored blocks; no float copy is made."""
-        from peluk.nn.quant import QuantEmbedding, quantize_linears
+        ``peluk.nn.quant``), the embedding table stays in its stored blocks; no float copy is made.
+
+        The tied Q8_0 head is kept exactly (two int4 halves). A per-row int8 head is ~0.4 ms per
+        token faster and agrees a little less with the float model (bench/RESULTS.md); to opt in:
+        ``model.lm_head = QuantLinear.from_float(model.lm_head.dequantize(), bits=8)``.
+        """
+        from peluk.nn.quant import QuantEmbedding, quantize_linears, release_freed_memory
 
         with torch.device("meta"), _no_init():
             model = cls(config)
@@ -200,7 +208,12 @@ class LlamaForCausalLM(PreTrainedModel):
         table = raw["model.embed_tokens.weight"]
         if config.tie_word_embeddings:
             raw["lm_head.weight"] = table
-        quantize_linears(model, gguf_tensors=raw, dtype=torch.bfloat16)
+        for i, layer in enumerate(model.model.layers):  # a layer at a time, dropping the file's pages after
+            prefix = f"model.layers.{i}."  # each (converted, they are not needed): a lower peak RSS
+            quantize_linears(layer, gguf_tensors={k[len(prefix):]: t for k, t in raw.items() if k.startswith(prefix)},
+                             dtype=torch.bfloat16)
+            gguf.release_pages()
+        quantize_linears(model, gguf_tensors=raw, dtype=torch.bfloat16)  # the head
         model.model.embed_tokens = QuantEmbedding.from_gguf(table.data, table.qtype, table.shape)
         floats = {name: torch.from_numpy(t.data.copy()).view(t.shape).float()
                   for name, t in raw.items() if t.qtype in ("F32", "F16", "BF16") and name != "lm_head.weight"}
@@ -208,6 +221,8 @@ class LlamaForCausalLM(PreTrainedModel):
         left = sorted(k for k, v in model.state_dict().items() if v.is_meta)
         if left:
             raise WeightsError(f"{gguf.path}: tensors not found for {left[:5]}")
+        gguf.release_pages()  # the Q8_0 embedding rows are read from the file again when looked up
+        release_freed_memory()  # the conversion's temporaries
         model.name_or_path = str(gguf.path)
         model = model.eval()
         return model.to(device) if device is not None else model
@@ -220,6 +235,114 @@ class LlamaForCausalLM(PreTrainedModel):
         logits = self.lm_head(h[:, -logits_to_keep:] if logits_to_keep else h)  # (B, T, V)
         loss = None if labels is None else causal_lm_loss(logits, labels)
         return ModelOutput(loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
+
+    def decode_step(self, input_ids, attention_mask=None, position_ids=None, cache: KVCache | None = None,
+                    logits_to_keep: int = 0) -> ModelOutput:
+        """One generation call (``generate`` makes every call through here): ``forward``'s arguments
+        and ``logits``.
+
+        One new token per row (T == 1) through a cache, float32 residual stream on CPU, without
+        gradients, training or attention capture, runs :func:`lean_decode`: the same computation
+        as the layers above as flat tensor ops over references gathered once (fused projections,
+        norm weights), no module calls per layer. Anything else (the prefill, ...) runs ``forward``.
+        The references are checked against the weights whenever a generation starts (a call with
+        T > 1 or an empty cache); after changing weights in place in the middle of one, set
+        ``model._lean = None``.
+        """
+        B, T = input_ids.shape
+        lean = (T == 1 and cache is not None and not self.training and not torch.is_grad_enabled()
+                and _capture.get() is None and input_ids.device.type == "cpu"
+                and self.model.norm.weight.dtype == torch.float32)
+        if self._lean and (not lean or cache.length == 0) and self._lean.key != _weights_key(self):
+            self._lean = None  # a generation starts and the weights changed since the plan was made
+        if lean and self._lean is None:
+            gqa_ok = _SDPA_GQA or self.config.num_key_value_heads == self.config.num_attention_heads
+            self._lean = LeanPlan(self) if gqa_ok else False  # torch < 2.5: no grouped-query SDPA
+        if not (lean and self._lean):
+            return self(input_ids, attention_mask=attention_mask, position_ids=position_ids, cache=cache,
+                        logits_to_keep=logits_to_keep)
+        past = cache.length
+        if position_ids is None:
+            position_ids = torch.full((B, 1), past, device=input_ids.device)
+        x = self.model.embed_tokens(input_ids).view(B, -1)  # (B, C)
+        cos, sin = rope_tables(position_ids, self.model._inv_freq(), torch.float32)  # (B, 1, 1, D)
+        mask = decoder_mask(attention_mask, 1, past + 1, torch.float32, self.config.sliding_window)
+        x = lean_decode(self._lean, x, cos, sin, mask, cache)
+        cache.advance(1)
+        return ModelOutput(logits=self.lm_head(x[:, None]))  # (B, 1, V)
+
+    def __getstate__(self):  # the plan holds functions and packed copies: made again on first use
+        return dict(self.__dict__, _lean=None)
+
+
+class LeanPlan:
+    """What :func:`lean_decode` reads, gathered once from a ``LlamaForCausalLM``: per layer the
+    two norm weights and the projections as functions of (B, C) float32 inputs, q/k/v and
+    gate/up each joined into one matmul (see :func:`projection`)."""
+
+    def __init__(self, model: LlamaForCausalLM):
+        c = model.config
+        self.H, self.Hkv, self.D, self.eps = c.num_attention_heads, c.num_key_value_heads, c.head_dim, c.rms_norm_eps
+        self.layers = []
+        for layer in model.model.layers:
+            a, m = layer.self_attn, layer.mlp
+            self.layers.append((layer.input_layernorm.weight, projection(a.q_proj, a.k_proj, a.v_proj),
+                                projection(a.o_proj), layer.post_attention_layernorm.weight,
+                                projection(m.gate_proj, m.up_proj), projection(m.down_proj), m.act))
+        self.norm = model.model.norm.weight
+        self.key = _weights_key(model)  # after projection(): joining quantized layers re-points their weights
+
+
+def lean_decode(plan: LeanPlan, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None,
+                cache: KVCache) -> torch.Tensor:
+    """The decoder layers for one new position per row: x (B, C) float32 → normed hidden (B, C).
+
+    The readable layers above, op for op, except: rotary is applied to q and k at once, with
+    ``roll`` and a signed sin instead of ``rotate_half``; attention is one SDPA call; quantized
+    projections' bfloat16 outputs are promoted by the residual adds instead of cast first (the
+    same values). No ``.item()``, no Python branches on tensor values (compile-friendly).
+    """
+    B, C = x.shape
+    H, Hkv, D, eps = plan.H, plan.Hkv, plan.D, plan.eps
+    Nqk = (H + Hkv) * D
+    cos, sin = cos.view(B, 1, D), sin.view(B, 1, D)
+    sin = torch.cat([-sin[..., :D // 2], sin[..., D // 2:]], dim=-1)  # rotate_half(x) * sin == roll(x) * signed sin
+    gqa = {"enable_gqa": True} if H != Hkv else {}
+    for i, (norm1, qkv, o, norm2, gate_up, down, act) in enumerate(plan.layers):
+        y = qkv(F.rms_norm(x, (C,), norm1, eps)).float()  # (B, (H + 2 Hkv) D)
+        qk = y[:, :Nqk].view(B, H + Hkv, D)
+        qk = qk * cos + qk.roll(D // 2, -1) * sin  # rotary on q and k at once
+        k, v = cache.update(i, qk[:, H:, None], y[:, Nqk:].view(B, Hkv, 1, D))  # (B, Hkv, S, D)
+        a = F.scaled_dot_product_attention(qk[:, :H, None], k, v, attn_mask=mask, **gqa)  # (B, H, 1, D)
+        x = x + o(a.reshape(B, H * D))
+        gu = gate_up(F.rms_norm(x, (C,), norm2, eps))  # (B, 2I)
+        gate, up = gu.chunk(2, dim=-1)
+        x = x + down(act(gate.float()) * up)  # SwiGLU
+    return F.rms_norm(x, (C,), plan.norm, eps)
+
+
+def projection(*layers: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A function of h (B, C) giving ``torch.cat([m(h) for m in layers], -1)``, as one matmul where
+    possible: a quantized kernel (its bfloat16 output as is), or oneDNN's packed fp32 weight."""
+    from peluk.nn.linear import _fast, _packed
+    from peluk.nn.quant import QuantLinear, joined
+
+    if all(isinstance(m, QuantLinear) for m in layers):
+        one = layers[0] if len(layers) == 1 else joined(*layers)
+        if one is not None:
+            kernel, dtype = one.kernel(), one.scales.dtype
+            return lambda h: kernel(h.to(dtype))
+    elif all(type(m) is Linear for m in layers) and _fast(torch.empty(0), layers[0].weight):
+        weight, bias = _packed(layers, "_packed_fused" if len(layers) > 1 else "_packed")  # shared with forward
+        linear = torch.ops.mkldnn._linear_pointwise
+        return lambda h: linear(h, weight, bias, "none", [], "")
+    return lambda h: torch.cat([m(h) for m in layers], dim=-1)
+
+
+def _weights_key(model: nn.Module) -> tuple:
+    """Where every weight lives and how often it was written in place."""
+    return tuple((t.data_ptr(), -1 if t.is_inference() else t._version)
+                 for t in itertools.chain(model.parameters(), model.buffers()))
 
 
 def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,9 @@ can keep, copy, trim or reorder (beam search) a cache explicitly.
 >>> cache = model.make_cache(batch=1, max_len=256)     # doctest: +SKIP
 >>> model(prompt_ids, cache=cache)                      # prefill   # doctest: +SKIP
 >>> model(next_id[:, None], cache=cache)                # one decode step  # doctest: +SKIP
+
+Decoders with a ``decode_step`` (Llama) write the same cache from their lean step, which
+``generate`` uses for one-token steps; both paths may alternate on one cache.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ where looked up) and dequantizes the rows it gathers, exactly.
 from __future__ import annotations
 
 import warnings
+from typing import Callable
 
 import numpy as np
 import torch
@@ -35,7 +36,7 @@ from peluk.errors import WeightsError
 _Q4_BLOCK = {"Q4_0": 18, "Q4_1": 20}  # bytes per block of 32 weights: fp16 d (, fp16 m), 16 bytes of nibbles
 _Q8_BLOCK = 34  # fp16 d, 32 int8
 # Rows converted at a time: a multiple of the int4 kernel's 64-row tiles, so packed slices concatenate.
-_ROWS = 4096
+_ROWS = 1024
 
 
 class QuantLinear(nn.Module):
@@ -112,9 +113,15 @@ class QuantLinear(nn.Module):
         if qtype not in (*_Q4_BLOCK, "Q8_0"):
             return cls.from_float(dequantize_gguf(data, qtype, shape), bits=bits, dtype=dtype)
         blocks = _blocks(data, qtype, shape, _Q4_BLOCK.get(qtype, _Q8_BLOCK))  # (N, K / 32, bytes), not copied
-        # converted in slices of rows so that the temporary copies stay small (a vocabulary-sized head)
-        parts = [_int4_blocks(blocks[i:i + _ROWS], qtype) for i in range(0, shape[0], _ROWS)]
-        packed, scale, zero = (torch.cat(p) for p in zip(*parts))
+        # converted in slices of rows, each written into place, so that the temporary copies stay
+        # small (a vocabulary-sized head)
+        out = None
+        for i in range(0, shape[0], _ROWS):
+            parts = _int4_blocks(blocks[i:i + _ROWS], qtype)  # packed, scale, zero
+            out = out or [p.new_empty((shape[0], *p.shape[1:])) for p in parts]
+            for whole, part in zip(out, parts):
+                whole[i:i + len(part)] = part
+        packed, scale, zero = out
         return cls(packed, _scales_and_zeros(scale, zero, dtype), 4, 32, bias, repeat=2 if qtype == "Q8_0" else 1)
 
     def dequantize(self) -> torch.Tensor:
@@ -126,17 +133,29 @@ class QuantLinear(nn.Module):
         w = torch._weight_int4pack_mm_for_cpu(eye, self.weight.cpu(), self.group_size, self.scales.cpu()).T.float()
         return w.view(self.out_features, self.repeat, self.in_features).sum(1).to(self.weight.device)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x2 = x.reshape(-1, self.in_features).to(self.scales.dtype)  # (B*T, K)
-        if x.device.type != "cpu":
+    def matmul(self, x2: torch.Tensor) -> torch.Tensor:
+        """The kernel call: (M, K) activations in the scales' dtype → (M, N) in that dtype, bias added."""
+        if x2.device.type != "cpu":
             y = F.linear(x2, self.dequantize().to(x2.dtype))
         elif self.bits == 8:
             y = torch._weight_int8pack_mm(x2, self.weight, self.scales)
         else:
             x2 = x2.repeat(1, self.repeat) if self.repeat > 1 else x2
             y = torch._weight_int4pack_mm_for_cpu(x2, self.weight, self.group_size, self.scales)
-        if self.bias is not None:
-            y = y + self.bias
+        return y if self.bias is None else y + self.bias
+
+    def kernel(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """:meth:`matmul` with this layer's tensors bound, for hot loops (no module attribute
+        lookups per call). It keeps using these tensors if the layer's are replaced later."""
+        weight, scales, bias, group_size = self.weight, self.scales, self.bias, self.group_size
+        if weight.device.type != "cpu" or self.repeat > 1 or bias is not None:
+            return self.matmul
+        if self.bits == 8:
+            return lambda x2: torch._weight_int8pack_mm(x2, weight, scales)
+        return lambda x2: torch._weight_int4pack_mm_for_cpu(x2, weight, group_size, scales)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.matmul(x.reshape(-1, self.in_features).to(self.scales.dtype))  # (B*T, N)
         return y.view(*x.shape[:-1], self.out_features).to(x.dtype)
 
 
@@ -211,21 +230,24 @@ def fuse(*layers: QuantLinear) -> QuantLinear | None:
     return joined
 
 
-def fused_forward(x: torch.Tensor, *layers: QuantLinear) -> tuple[torch.Tensor, ...]:
-    """``tuple(m(x) for m in layers)``, as one call when :func:`fuse` can join them (e.g. q, k, v).
-
-    The joined layer is made on first use and cached on the first layer (outside the state
-    dict); it is made again if a layer's weight is replaced.
-    """
+def joined(*layers: QuantLinear) -> QuantLinear | None:
+    """The layer :func:`fuse` makes of ``layers`` (None if they cannot be joined), made on first
+    use and cached on the first layer (outside the state dict); made again if a weight is replaced."""
     key = tuple(m.weight.data_ptr() for m in layers)
     cached = layers[0].__dict__.get("_fused")
     if cached is None or cached[0] != key:
-        joined = fuse(*layers)
-        cached = (tuple(m.weight.data_ptr() for m in layers), joined)
+        layer = fuse(*layers)
+        cached = (tuple(m.weight.data_ptr() for m in layers), layer)
         layers[0].__dict__["_fused"] = cached  # a plain attribute: not a submodule, not in the state dict
-    if cached[1] is None:
+    return cached[1]
+
+
+def fused_forward(x: torch.Tensor, *layers: QuantLinear) -> tuple[torch.Tensor, ...]:
+    """``tuple(m(x) for m in layers)``, as one call when :func:`fuse` can join them (e.g. q, k, v)."""
+    layer = joined(*layers)
+    if layer is None:
         return tuple(m(x) for m in layers)
-    return cached[1](x).split([m.out_features for m in layers], dim=-1)
+    return layer(x).split([m.out_features for m in layers], dim=-1)
 
 
 def quantize_linears(model: nn.Module, bits: int = 4, group_size: int = 32, *, lm_head: int | None = 8,
@@ -260,6 +282,20 @@ def quantize_linears(model: nn.Module, bits: int = 4, group_size: int = 32, *, l
             layer = QuantLinear.from_float(module, width, group_size, dtype)
         model.set_submodule(name, layer)
     return model
+
+
+def release_freed_memory() -> None:
+    """Give the C heap's free pages back to the OS (glibc's ``malloc_trim``; elsewhere nothing).
+
+    Converting weights frees large temporaries; glibc keeps such memory for reuse, so a process
+    stays ~130 MiB larger than its tensors after loading SmolLM2's GGUF without this.
+    """
+    import ctypes
+
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def _int4_blocks(blocks: torch.Tensor, qtype: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
