@@ -156,7 +156,7 @@ def test_bad_input(tiny_dir, caplog):
         clf("x", topk=3)
     with pytest.raises(PipelineError, match="unknown task"):
         peluk.pipeline("summarise-everything")
-    with pytest.raises(PipelineError, match="sequence-classification model"):
-        peluk.pipeline("sentiment-analysis")
+    with pytest.raises(PipelineError, match="token-classification \\(NER\\) model"):
+        peluk.pipeline("ner")  # a task without a default model says what to pass
     with pytest.raises(PipelineError):
         clf(42)
