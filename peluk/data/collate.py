@@ -63,6 +63,15 @@ def _target_length(lengths: list[int], max_length: int | None, padding, multiple
     return length
 
 
+def _pad_inputs(collator, rows: list[dict]) -> tuple[dict, list[list] | None]:
+    """Pad the model inputs of ``rows`` with the collator's tokenizer; return them and the unpadded labels."""
+    rows = [{k: _plain(v) for k, v in row.items() if not isinstance(v, str)} for row in _rename_label(rows)]
+    labels = [list(row.pop("labels")) for row in rows] if "labels" in rows[0] else None
+    batch = dict(collator.tokenizer.pad(rows, padding=collator.padding, max_length=collator.max_length,
+                                        pad_to_multiple_of=collator.pad_to_multiple_of, return_tensors="pt"))
+    return batch, labels
+
+
 @dataclass
 class DataCollatorWithPadding:
     """Pad ``input_ids``/``attention_mask``/``token_type_ids`` to the longest row of the batch.
@@ -101,14 +110,11 @@ class DataCollatorForTokenClassification:
     return_tensors: str = "pt"
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
-        rows = [{k: _plain(v) for k, v in row.items() if not isinstance(v, str)} for row in _rename_label(rows)]
-        labels = [row.pop("labels") for row in rows] if "labels" in rows[0] else None
-        batch = dict(self.tokenizer.pad(rows, padding=self.padding, max_length=self.max_length,
-                                        pad_to_multiple_of=self.pad_to_multiple_of, return_tensors="pt"))
+        batch, labels = _pad_inputs(self, rows)
         if labels is not None:
             length = batch["input_ids"].shape[1]
             left = self.tokenizer.padding_side == "left"
-            batch["labels"] = torch.tensor(_pad_rows([list(r) for r in labels], self.label_pad_token_id, length, left))
+            batch["labels"] = torch.tensor(_pad_rows(labels, self.label_pad_token_id, length, left))
         return batch
 
 
@@ -126,10 +132,7 @@ class DataCollatorForSeq2Seq:
     return_tensors: str = "pt"
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
-        rows = [{k: _plain(v) for k, v in row.items() if not isinstance(v, str)} for row in _rename_label(rows)]
-        labels = [list(row.pop("labels")) for row in rows] if "labels" in rows[0] else None
-        batch = dict(self.tokenizer.pad(rows, padding=self.padding, max_length=self.max_length,
-                                        pad_to_multiple_of=self.pad_to_multiple_of, return_tensors="pt"))
+        batch, labels = _pad_inputs(self, rows)
         if labels is not None:
             length = _target_length([len(r) for r in labels], None, True, self.pad_to_multiple_of)
             left = self.tokenizer.padding_side == "left"

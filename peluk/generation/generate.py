@@ -282,7 +282,7 @@ def stream(model, tokenizer, prompt, *, stop: list[str] | None = None, skip_spec
             if hit > sent:
                 yield text[sent:hit]
             return
-        safe = len(text) - _held_back(text, stops)
+        safe = len(text) - held_back(text, stops)
         if safe > sent:
             yield text[sent:safe]
             sent = safe
@@ -291,7 +291,7 @@ def stream(model, tokenizer, prompt, *, stop: list[str] | None = None, skip_spec
         yield text[sent:]
 
 
-def _held_back(text: str, stops: list[str]) -> int:
+def held_back(text: str, stops: list[str]) -> int:
     """Length of the longest end of ``text`` that is a proper prefix of a stop string."""
     best = 0
     for s in stops:

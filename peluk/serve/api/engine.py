@@ -37,6 +37,7 @@ from typing import Callable
 import torch
 
 from peluk.config import GenerationConfig
+from peluk.generation.generate import held_back  # stop strings across tokens, as stream() holds them
 from peluk.generation.sampling import apply_all, processors_for, sample
 
 log = logging.getLogger("peluk.serve")
@@ -425,20 +426,9 @@ class GenerationEngine:
         elif text.endswith("\ufffd"):  # half of a multi-byte character: wait for the rest
             shown = ""
         else:
-            safe = max(len(text) - _held_back(text, request.stop), row.sent)
+            safe = max(len(text) - held_back(text, request.stop), row.sent)
             shown = text[row.sent:safe]
         row.sent += len(shown)
         request.emit(Step(token, piece, shown, logprob, top, token in self.special, finish, generated,
                           len(row.tokens)))
         return finish is not None or request.cancelled
-
-
-def _held_back(text: str, stops: list[str]) -> int:
-    """Length of the longest end of ``text`` that is a proper prefix of a stop string."""
-    best = 0
-    for s in stops:
-        for n in range(min(len(s) - 1, len(text)), best, -1):
-            if text.endswith(s[:n]):
-                best = n
-                break
-    return best
