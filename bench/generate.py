@@ -6,8 +6,8 @@ run the full length), with 2 threads:
 
 - ``peluk fp32 (exact)``: weights dequantized to float32; its tokens must equal transformers'.
 - ``peluk int4 (GGUF)``: weights kept quantized (``peluk.nn.quant``: Q4_1 blocks as int4 group-32,
-  the tied Q8_0 embedding/head exact), bfloat16 activations in the matmuls.
-  (``--only ... "peluk int4+int8 head"`` adds the opt-in per-row int8 head.)
+  the tied Q8_0 embedding exact, the head per-row int8), bfloat16 activations in the matmuls.
+  (``--only ... "peluk int4+exact head"`` adds the opt-in exact Q8_0 head, as two int4 halves.)
 - ``transformers fp32``: ``AutoModelForCausalLM.from_pretrained(dir, gguf_file=name)``.
 - ``llama.cpp``: ``llama-cpp-python``'s low-level API on the file as is (skipped if not installed).
 
@@ -58,7 +58,7 @@ AGREEMENT_PROMPTS = [
     "What is the difference between a list and a tuple in Python?",
 ]
 CONTENDERS = ["peluk fp32 (exact)", "peluk int4 (GGUF)", "transformers fp32", "llama.cpp"]
-INT8_HEAD = "peluk int4+int8 head"  # the opt-in head; not in the default run (--only ... to add it)
+EXACT_HEAD = "peluk int4+exact head"  # the opt-in head; not in the default run (--only ... to add it)
 
 
 def gguf_path() -> Path:
@@ -79,7 +79,7 @@ def peak_rss_mib() -> float:
 class PelukContender:
     """peluk's decoder from the GGUF file, through ``generate_step``."""
 
-    def __init__(self, path: Path, quantized: bool, int8_head: bool = False):
+    def __init__(self, path: Path, quantized: bool, exact_head: bool = False):
         import torch
 
         from peluk.gguf import GGUFFile
@@ -90,11 +90,8 @@ class PelukContender:
         gguf = GGUFFile(path)
         self.config = LlamaConfig.from_dict(gguf.config_dict())
         if quantized:
-            self.model = LlamaForCausalLM.from_gguf_quantized(gguf, self.config)  # the default GGUF path
-            if int8_head:  # the opt-in per-row int8 head (requantized from the exact one)
-                from peluk.nn.quant import QuantLinear
-
-                self.model.lm_head = QuantLinear.from_float(self.model.lm_head.dequantize(), bits=8)
+            # the default GGUF path (exact_head: the opt-in exact Q8_0 head)
+            self.model = LlamaForCausalLM.from_gguf_quantized(gguf, self.config, exact_head=exact_head)
         else:
             self.model = LlamaForCausalLM.from_state_dict(self.config, gguf.state_dict(), dtype=torch.float32)
 
@@ -231,8 +228,8 @@ def make(name: str, path: Path):
         return PelukContender(path, quantized=False)
     if name == "peluk int4 (GGUF)":
         return PelukContender(path, quantized=True)
-    if name == INT8_HEAD:
-        return PelukContender(path, quantized=True, int8_head=True)
+    if name == EXACT_HEAD:
+        return PelukContender(path, quantized=True, exact_head=True)
     if name == "transformers fp32":
         return TransformersContender(path)
     return LlamaCppContender(path)
@@ -373,7 +370,7 @@ def main() -> None:
             checks[name] = {"equal_tokens_b1": sum(a == b for a, b in zip(mine, ref_tokens)),
                             "rows_equal_b8": all(row == outputs[name, args.batch][0]
                                                  for row in outputs[name, args.batch])}
-        forced_names = [n for n in names if n in ("peluk int4 (GGUF)", INT8_HEAD, "llama.cpp")]
+        forced_names = [n for n in names if n in ("peluk int4 (GGUF)", EXACT_HEAD, "llama.cpp")]
         agree = {n: [0, 0] for n in forced_names}
         for text in AGREEMENT_PROMPTS:
             prompt = chat_ids(text)

@@ -73,6 +73,19 @@ def test_gguf_other_types_are_requantized():
     assert (layer.dequantize() - w).abs().max() <= w.abs().max() / 127
 
 
+@pytest.mark.parametrize("qtype", ["Q8_0", "Q4_1"])
+def test_gguf_exact_types_requantized_to_int8_when_asked(qtype):
+    """``exact=False`` (the GGUF head): per-row int8 of the stored values, built a slice of rows at
+    a time and equal to quantizing the whole dequantized weight at once."""
+    shape = (2100, 64)  # spans three conversion slices
+    blocks = _gguf_blocks(_weight(*shape, seed=3), qtype)
+    want = _gguf_values(blocks, qtype, shape)
+    layer = QuantLinear.from_gguf(blocks, qtype, shape, bits=8, exact=False, dtype=torch.float32)
+    whole = QuantLinear.from_float(want, bits=8, dtype=torch.float32)
+    assert layer.bits == 8 and torch.equal(layer.weight, whole.weight) and torch.equal(layer.scales, whole.scales)
+    assert ((layer.dequantize() - want).abs().amax(1) <= want.abs().amax(1) / 254 + 1e-7).all()  # half a step
+
+
 def test_gguf_bad_input():
     blocks = _gguf_blocks(_weight(64, 96), "Q4_1")
     with pytest.raises(WeightsError, match="bytes per row"):

@@ -98,7 +98,7 @@ class QuantLinear(nn.Module):
 
     @classmethod
     def from_gguf(cls, data: np.ndarray, qtype: str, shape: tuple[int, int], bias: torch.Tensor | None = None,
-                  dtype: torch.dtype = torch.bfloat16, bits: int = 8) -> "QuantLinear":
+                  dtype: torch.dtype = torch.bfloat16, bits: int = 8, exact: bool = True) -> "QuantLinear":
         """From a GGUF weight as stored: ``data`` holds the (N, bytes per row) blocks of type ``qtype``.
 
         Args:
@@ -106,10 +106,14 @@ class QuantLinear(nn.Module):
             qtype: the ggml type name. Q4_0, Q4_1 and Q8_0 convert exactly (see the module
                 docstring); other types are dequantized and quantized again with ``bits``.
             shape: the dequantized (out_features, in_features).
+            exact: False to requantize even the exact types with ``bits`` (e.g. a Q8_0 head as
+                per-row int8: about half the time of the exact two int4 halves, not bit-exact).
 
         Raises:
             WeightsError: bytes that do not fit ``shape`` for ``qtype``, or a type ``gguf`` cannot read.
         """
+        if bits == 8 and (qtype not in (*_Q4_BLOCK, "Q8_0") or not exact):
+            return cls._int8_from_gguf(data, qtype, shape, bias, dtype)
         if qtype not in (*_Q4_BLOCK, "Q8_0"):
             return cls.from_float(dequantize_gguf(data, qtype, shape), bits=bits, dtype=dtype)
         blocks = _blocks(data, qtype, shape, _Q4_BLOCK.get(qtype, _Q8_BLOCK))  # (N, K / 32, bytes), not copied
@@ -123,6 +127,20 @@ class QuantLinear(nn.Module):
                 whole[i:i + len(part)] = part
         packed, scale, zero = out
         return cls(packed, _scales_and_zeros(scale, zero, dtype), 4, 32, bias, repeat=2 if qtype == "Q8_0" else 1)
+
+    @classmethod
+    def _int8_from_gguf(cls, data: np.ndarray, qtype: str, shape: tuple[int, int], bias: torch.Tensor | None,
+                        dtype: torch.dtype) -> "QuantLinear":
+        """Per-row int8 from any GGUF type, dequantized a slice of rows at a time (a vocabulary-sized
+        head never exists in float32 as a whole)."""
+        N, K = shape
+        rows = np.asarray(data).reshape(N, -1)
+        q, scale = torch.empty((N, K), dtype=torch.int8), torch.empty(N)
+        for i in range(0, N, _ROWS):
+            part = cls.from_float(dequantize_gguf(rows[i:i + _ROWS], qtype, (len(rows[i:i + _ROWS]), K)),
+                                  bits=8, dtype=torch.float32)
+            q[i:i + _ROWS], scale[i:i + _ROWS] = part.weight, part.scales
+        return cls(q, scale.to(dtype), 8, 0, bias)
 
     def dequantize(self) -> torch.Tensor:
         """The float32 (N, K) weight this layer multiplies by."""
@@ -251,7 +269,8 @@ def fused_forward(x: torch.Tensor, *layers: QuantLinear) -> tuple[torch.Tensor, 
 
 
 def quantize_linears(model: nn.Module, bits: int = 4, group_size: int = 32, *, lm_head: int | None = 8,
-                     gguf_tensors: dict | None = None, dtype: torch.dtype = torch.bfloat16) -> nn.Module:
+                     gguf_tensors: dict | None = None, dtype: torch.dtype = torch.bfloat16,
+                     exact_head: bool = True) -> nn.Module:
     """Replace every ``nn.Linear`` of ``model`` (in place) with a :class:`QuantLinear`.
 
     Args:
@@ -264,6 +283,8 @@ def quantize_linears(model: nn.Module, bits: int = 4, group_size: int = 32, *, l
             which may then be on the meta device. For a tied head, map ``"lm_head.weight"`` to
             the embedding's tensor.
         dtype: activation and scale dtype of the quantized layers.
+        exact_head: False to requantize a GGUF head of an exact type (Q8_0) to ``lm_head`` bits
+            anyway (see :meth:`QuantLinear.from_gguf`).
 
     Returns:
         ``model``, changed in place.
@@ -271,13 +292,15 @@ def quantize_linears(model: nn.Module, bits: int = 4, group_size: int = 32, *, l
     for name, module in list(model.named_modules()):
         if not isinstance(module, nn.Linear):
             continue
-        width = lm_head if name.rpartition(".")[2] == "lm_head" else bits
+        head = name.rpartition(".")[2] == "lm_head"
+        width = lm_head if head else bits
         if width is None:
             continue
         raw = (gguf_tensors or {}).get(f"{name}.weight")
         if raw is not None and not raw.transposed:
             bias = module.bias.detach().to(dtype) if module.bias is not None else None
-            layer = QuantLinear.from_gguf(raw.data, raw.qtype, raw.shape, bias, dtype, bits=width)
+            layer = QuantLinear.from_gguf(raw.data, raw.qtype, raw.shape, bias, dtype, bits=width,
+                                          exact=exact_head or not head)
         else:
             layer = QuantLinear.from_float(module, width, group_size, dtype)
         model.set_submodule(name, layer)
