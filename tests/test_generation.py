@@ -42,6 +42,17 @@ def test_greedy_identical_batched_and_alone(pair):
         assert torch.equal(alone[0, real.shape[1]:], got[row, ids.shape[1]:ids.shape[1] + n])
 
 
+def test_generate_hands_back_ordinary_tensors(pair):
+    """generate runs under inference mode but its outputs can be changed in place afterwards."""
+    _, ours = pair
+    ids, mask = prompts()
+    out = ours.generate(ids, mask, max_new_tokens=3, pad_token_id=0, output_logprobs=True)
+    assert not out.sequences.is_inference() and not out.logprobs.is_inference()
+    out.sequences[:, 0] = 0
+    with torch.inference_mode():  # inside inference mode, nothing is copied
+        assert ours.generate(ids, mask, max_new_tokens=1, pad_token_id=0).is_inference()
+
+
 @pytest.mark.parametrize("options", [
     dict(num_beams=4),
     dict(num_beams=4, num_return_sequences=2, length_penalty=0.5),

@@ -102,8 +102,23 @@ def _prepare(model, input_ids, attention_mask, options: dict, truncate_prompt: b
     return config, input_ids, attention_mask, new
 
 
-@torch.no_grad()
-def generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *, tokenizer=None,
+def generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **options):
+    """Generate continuations of (left-padded) prompts, like transformers' ``model.generate``; see
+    :func:`_generate` for the arguments.
+
+    It runs under ``torch.inference_mode`` (a few percent faster per decode step than
+    ``no_grad``) and hands back ordinary tensors, so callers may change them in place.
+    """
+    out = _generate(model, input_ids, attention_mask, **options)
+    if torch.is_inference_mode_enabled():
+        return out
+    if isinstance(out, torch.Tensor):
+        return out.clone()
+    return ModelOutput(**{k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in out.items()})
+
+
+@torch.inference_mode()
+def _generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *, tokenizer=None,
              stop: list[str] | None = None, seed: int | None = None, generator: torch.Generator | None = None,
              output_logprobs: bool = False, truncate_prompt: bool = False, **options):
     """Generate continuations of (left-padded) prompts, like transformers' ``model.generate``.
