@@ -84,9 +84,10 @@ class Seq2SeqCache:
         return self.self_attn.length
 
     def cross_kv(self, layer: int, project) -> tuple[torch.Tensor, torch.Tensor]:
-        """The layer's cross-attention (k, v): ``project(encoder_hidden_states)`` the first time."""
+        """The layer's cross-attention (k, v): ``project(encoder_hidden_states)`` the first time,
+        made contiguous (every decode step's matmuls then read them without copying them)."""
         if self.cross[layer] is None:
-            self.cross[layer] = project(self.encoder_hidden_states)
+            self.cross[layer] = tuple(t.contiguous() for t in project(self.encoder_hidden_states))
         return self.cross[layer]
 
     def reorder_beams(self, index: torch.Tensor) -> None:
