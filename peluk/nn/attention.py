@@ -24,17 +24,32 @@ import torch.nn.functional as F
 # enable_gqa (torch >= 2.5) lets SDPA read shared kv heads without copying them
 _SDPA_GQA = tuple(int(x) for x in torch.__version__.split(".")[:2]) >= (2, 5)
 
-_capture: contextvars.ContextVar[list | None] = contextvars.ContextVar("peluk_attention_capture", default=None)
+_capture: contextvars.ContextVar["AttentionCapture | None"] = contextvars.ContextVar("peluk_attention_capture",
+                                                                                     default=None)
+
+
+class AttentionCapture(list):
+    """The probabilities of each ``attend`` call, in call order; ``neurons`` (when asked for)
+    holds ``(q, k, scale)`` of each call as the scores were computed from them (after rotary,
+    keys repeated per query head), for a neuron view."""
+
+    def __init__(self, neurons: list | None = None):
+        super().__init__()
+        self.neurons = neurons
 
 
 @contextlib.contextmanager
-def capture_attention():
+def capture_attention(neurons: bool = False):
     """Record the attention probabilities of every ``attend`` call made inside the block.
 
     Yields a list that fills with one ``(B, H, T, S)`` float tensor per call, in call order
-    (for an encoder: one per layer). Captured tensors are detached.
+    (for an encoder: one per layer). Captured tensors are detached. With ``neurons=True`` its
+    ``neurons`` list also fills with ``(q (B, H, T, D), k (B, H, S, D), scale)`` per call; a
+    capture opened inside this one (a model's own ``output_attentions``) adds to the same list.
     """
-    maps: list[torch.Tensor] = []
+    outer = _capture.get()
+    shared = outer.neurons if outer is not None and outer.neurons is not None else None
+    maps = AttentionCapture(shared if shared is not None else ([] if neurons else None))
     token = _capture.set(maps)
     try:
         yield maps
@@ -147,6 +162,8 @@ def _eager(q, k, v, mask, dropout, scale, is_causal, maps) -> torch.Tensor:
         scores = scores + mask
     probs = torch.softmax(scores.float(), dim=-1).to(q.dtype)
     maps.append(probs.detach())
+    if maps.neurons is not None:
+        maps.neurons.append((q.detach(), k.detach(), scale))
     if dropout > 0.0:
         probs = F.dropout(probs, p=dropout)
     return torch.matmul(probs, v)  # (B, H, T, D)

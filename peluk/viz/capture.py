@@ -13,6 +13,9 @@ for the duration of the call), so capturing is one forward pass:
 >>> view = attention(model, tokenizer, "The cat sat on the mat")     # doctest: +SKIP
 >>> view.attentions["encoder"].shape                                  # (layers, heads, T, S)
 >>> view.save("cat.html"); view.heatmap(layer=0, path="cat.png")      # doctest: +SKIP
+
+With ``neurons=True`` the view also keeps every head's queries and keys (``view.neurons``) for
+the neuron view: how a query vector meets each key vector, element by element, in the score.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from peluk.nn.attention import capture_attention
 
 # which token list each attention kind reads: (query side, key side)
 SIDES = {"encoder": ("source", "source"), "decoder": ("target", "target"), "cross": ("target", "source")}
@@ -46,6 +51,9 @@ class AttentionView:
     name: str = ""
     prompt_length: int | None = None  # decoders with generate=N: the first generated token's index
     meta: dict = field(default_factory=dict)
+    # neuron view (attention(..., neurons=True)): {kind: {"queries": (layers, heads, T, D),
+    # "keys": (layers, heads, S, D)}} as the scores were computed (after rotary), and "scale"
+    neurons: dict = field(default_factory=dict)
 
     @property
     def kinds(self) -> list[str]:
@@ -70,44 +78,37 @@ class AttentionView:
         * ``"auto"``: float16 up to 4M values, else uint8 (BERT-base on 512 tokens: 38M).
 
         ``compress`` (default: when precision is uint8) deflates the bytes (zlib), which browsers
-        undo natively (``DecompressionStream``); near-zero attention compresses well.
+        undo natively (``DecompressionStream``); near-zero attention compresses well. Captured
+        queries and keys (``neurons``) go under ``"neurons"``, as float16 (float32 if asked).
         """
         if precision == "auto":
             precision = "float16" if sum(a.size for a in self.attentions.values()) <= 4_000_000 else "uint8"
         if compress is None:
             compress = precision == "uint8"
-        atts = {}
-        for kind, a in self.attentions.items():
-            if precision == "uint8":
-                raw = np.rint(np.sqrt(np.clip(a, 0.0, 1.0)) * 255.0).astype(np.uint8).tobytes()
-            else:
-                raw = np.ascontiguousarray(a, dtype={"float16": "<f2", "float32": "<f4"}[precision]).tobytes()
-            entry = {"shape": list(a.shape), "dtype": precision}
-            if compress:
-                raw, entry["compression"] = zlib.compress(raw, 6), "deflate"
-            entry["data"] = base64.b64encode(raw).decode("ascii")
-            atts[kind] = entry
-        return {"format": "peluk-attention/1", "model_type": self.model_type, "name": self.name,
-                "tokens": self.tokens, "sides": {k: list(SIDES[k]) for k in self.attentions},
-                "prompt_length": self.prompt_length, "meta": self.meta, "attentions": atts}
+        atts = {kind: _encode_array(a, precision, compress) for kind, a in self.attentions.items()}
+        # queries and keys are not probabilities: float16 unless float32 was asked for
+        vectors = "float32" if precision == "float32" else "float16"
+        neurons = {kind: {"queries": _encode_array(n["queries"], vectors, compress),
+                          "keys": _encode_array(n["keys"], vectors, compress), "scale": n["scale"]}
+                   for kind, n in self.neurons.items()}
+        out = {"format": "peluk-attention/1", "model_type": self.model_type, "name": self.name,
+               "tokens": self.tokens, "sides": {k: list(SIDES[k]) for k in self.attentions},
+               "prompt_length": self.prompt_length, "meta": self.meta, "attentions": atts}
+        if neurons:
+            out["neurons"] = neurons
+        return out
 
     def to_json(self, precision: str = "float16", compress: bool | None = None) -> str:
         return json.dumps(self.to_dict(precision, compress), ensure_ascii=False, separators=(",", ":"))
 
     @classmethod
     def from_dict(cls, data: dict) -> "AttentionView":
-        atts = {}
-        for kind, a in data["attentions"].items():
-            raw = base64.b64decode(a["data"])
-            if a.get("compression") == "deflate":
-                raw = zlib.decompress(raw)
-            if a["dtype"] == "uint8":
-                values = (np.frombuffer(raw, dtype=np.uint8).astype(np.float32) / 255.0) ** 2
-            else:
-                values = np.frombuffer(raw, dtype={"float16": "<f2", "float32": "<f4"}[a["dtype"]]).astype(np.float32)
-            atts[kind] = values.reshape(a["shape"])
+        atts = {kind: _decode_array(a) for kind, a in data["attentions"].items()}
+        neurons = {kind: {"queries": _decode_array(n["queries"]), "keys": _decode_array(n["keys"]),
+                          "scale": float(n["scale"])} for kind, n in (data.get("neurons") or {}).items()}
         return cls(tokens=data["tokens"], attentions=atts, model_type=data.get("model_type", ""),
-                   name=data.get("name", ""), prompt_length=data.get("prompt_length"), meta=data.get("meta", {}))
+                   name=data.get("name", ""), prompt_length=data.get("prompt_length"), meta=data.get("meta", {}),
+                   neurons=neurons)
 
     @classmethod
     def from_json(cls, text: str) -> "AttentionView":
@@ -151,6 +152,30 @@ class AttentionView:
     def __repr__(self) -> str:
         shapes = ", ".join(f"{k}={tuple(a.shape)}" for k, a in self.attentions.items())
         return f"AttentionView({self.model_type or 'model'}: {shapes})"
+
+
+def _encode_array(a: np.ndarray, precision: str, compress: bool) -> dict:
+    """One tensor as JSON: base64 bytes (float16/float32 little-endian, or uint8 = 255 sqrt(p))."""
+    if precision == "uint8":
+        raw = np.rint(np.sqrt(np.clip(a, 0.0, 1.0)) * 255.0).astype(np.uint8).tobytes()
+    else:
+        raw = np.ascontiguousarray(a, dtype={"float16": "<f2", "float32": "<f4"}[precision]).tobytes()
+    entry = {"shape": list(a.shape), "dtype": precision}
+    if compress:
+        raw, entry["compression"] = zlib.compress(raw, 6), "deflate"
+    entry["data"] = base64.b64encode(raw).decode("ascii")
+    return entry
+
+
+def _decode_array(a: dict) -> np.ndarray:
+    raw = base64.b64decode(a["data"])
+    if a.get("compression") == "deflate":
+        raw = zlib.decompress(raw)
+    if a["dtype"] == "uint8":
+        values = (np.frombuffer(raw, dtype=np.uint8).astype(np.float32) / 255.0) ** 2
+    else:
+        values = np.frombuffer(raw, dtype={"float16": "<f2", "float32": "<f4"}[a["dtype"]]).astype(np.float32)
+    return values.reshape(a["shape"])
 
 
 # --- capture --------------------------------------------------------------------------------
@@ -213,14 +238,24 @@ def _teacher_forced_inputs(model, labels: torch.Tensor) -> torch.Tensor:
     return shift_right(labels, c.pad_token_id, _decoder_start(model))
 
 
-def _call(model, **kwargs):
-    with torch.no_grad():
-        return model(**kwargs, output_attentions=True)
+def _call(model, neurons: bool, **kwargs):
+    """The forward pass with attention maps, and the (q, k, scale) of each attention call when
+    ``neurons`` (else None)."""
+    with torch.no_grad(), capture_attention(neurons=neurons) as captured:
+        return model(**kwargs, output_attentions=True), captured.neurons
+
+
+def _neurons(calls, row: int = 0) -> dict | None:
+    """(q, k, scale) per layer → {"queries": (layers, H, T, D), "keys": (layers, H, S, D), "scale"}."""
+    if not calls:
+        return None
+    return {"queries": _stack([q for q, _, _ in calls], row), "keys": _stack([k for _, k, _ in calls], row),
+            "scale": float(calls[0][2] if calls[0][2] is not None else 1.0 / np.sqrt(calls[0][0].shape[-1]))}
 
 
 @torch.no_grad()
 def attention(model, tokenizer, text, text_pair=None, target=None, generate: int = 0,
-              max_length: int | None = None) -> AttentionView:
+              max_length: int | None = None, neurons: bool = False) -> AttentionView:
     """Run ``model`` once on ``text`` and return every layer's and head's attention.
 
     Args:
@@ -232,16 +267,17 @@ def attention(model, tokenizer, text, text_pair=None, target=None, generate: int
         generate: decoders: append this many greedily generated tokens and show the attention of
             prompt + generated tokens; seq2seq without ``target``: generate the target greedily.
         max_length: truncate the input to this many tokens.
+        neurons: also keep every head's queries and keys (``view.neurons``) for the neuron view.
     """
     was_training = model.training
     model.eval()
     try:
         family = _family(model)
         if family == "seq2seq":
-            return _seq2seq(model, tokenizer, text, text_pair, target, generate, max_length)
+            return _seq2seq(model, tokenizer, text, text_pair, target, generate, max_length, neurons)
         if family == "decoder":
-            return _decoder(model, tokenizer, text, text_pair, generate, max_length)
-        return _encoder(model, tokenizer, text, text_pair, max_length)
+            return _decoder(model, tokenizer, text, text_pair, generate, max_length, neurons)
+        return _encoder(model, tokenizer, text, text_pair, max_length, neurons)
     finally:
         model.train(was_training)
 
@@ -259,23 +295,24 @@ def _name(model) -> str:
     return str(getattr(model, "name_or_path", "") or "")
 
 
-def _encoder(model, tokenizer, text, text_pair, max_length) -> AttentionView:
+def _encoder(model, tokenizer, text, text_pair, max_length, neurons=False) -> AttentionView:
     enc = _device_batch(model, _encode(tokenizer, text, text_pair, max_length=max_length), max_length)
     kwargs = {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-    out = _call(model, **kwargs)
+    out, calls = _call(model, neurons, **kwargs)
     ids = enc["input_ids"][0]
     meta = {}
     if "token_type_ids" in enc:
         meta["segments"] = [int(t) for t in enc["token_type_ids"][0]]
     return AttentionView(tokens={"source": _tokens(tokenizer, ids)}, attentions={"encoder": _stack(out.attentions)},
-                         model_type=model.config.model_type, name=_name(model), meta=meta)
+                         model_type=model.config.model_type, name=_name(model), meta=meta,
+                         neurons={"encoder": _neurons(calls)} if calls else {})
 
 
 def _greedy_next(logits: torch.Tensor) -> torch.Tensor:
     return logits[:, -1].argmax(dim=-1, keepdim=True)
 
 
-def _decoder(model, tokenizer, text, text_pair, generate, max_length) -> AttentionView:
+def _decoder(model, tokenizer, text, text_pair, generate, max_length, neurons=False) -> AttentionView:
     enc = _device_batch(model, _encode(tokenizer, text, text_pair, max_length=max_length), max_length)
     ids = enc["input_ids"]
     prompt_len = ids.shape[1]
@@ -288,13 +325,14 @@ def _decoder(model, tokenizer, text, text_pair, generate, max_length) -> Attenti
         ids = torch.cat([ids, nxt], dim=1)
         if int(nxt) in eos:
             break
-    out = _call(model, input_ids=ids)
+    out, calls = _call(model, neurons, input_ids=ids)
     return AttentionView(tokens={"target": _tokens(tokenizer, ids[0])}, attentions={"decoder": _stack(out.attentions)},
                          model_type=model.config.model_type, name=_name(model),
-                         prompt_length=prompt_len if generate else None)
+                         prompt_length=prompt_len if generate else None,
+                         neurons={"decoder": _neurons(calls)} if calls else {})
 
 
-def _seq2seq(model, tokenizer, text, text_pair, target, generate, max_length) -> AttentionView:
+def _seq2seq(model, tokenizer, text, text_pair, target, generate, max_length, neurons=False) -> AttentionView:
     enc = _device_batch(model, _encode(tokenizer, text, text_pair, max_length=max_length), max_length)
     src, mask = enc["input_ids"], enc.get("attention_mask")
     if target is not None:
@@ -310,8 +348,12 @@ def _seq2seq(model, tokenizer, text, text_pair, target, generate, max_length) ->
             dec = torch.cat([dec, nxt], dim=1)
             if int(nxt) == eos:
                 break
-    out = _call(model, input_ids=src, attention_mask=mask, decoder_input_ids=dec)
+    out, calls = _call(model, neurons, input_ids=src, attention_mask=mask, decoder_input_ids=dec)
     atts = {"encoder": _stack(out.encoder_attentions), "decoder": _stack(out.decoder_attentions),
             "cross": _stack(out.cross_attentions)}
+    qk = {}
+    if calls:  # in call order: the encoder's layers, then per decoder layer self- and cross-attention
+        n = len(out.encoder_attentions)
+        qk = {"encoder": _neurons(calls[:n]), "decoder": _neurons(calls[n::2]), "cross": _neurons(calls[n + 1::2])}
     return AttentionView(tokens={"source": _tokens(tokenizer, src[0]), "target": _tokens(tokenizer, dec[0])},
-                         attentions=atts, model_type=model.config.model_type, name=_name(model))
+                         attentions=atts, model_type=model.config.model_type, name=_name(model), neurons=qk)

@@ -1,5 +1,5 @@
 """``peluk attention MODEL "text" [--pair P | --target T] [--generate N] [--layer L --head H]
---out view.html|view.json|map.png|map.svg`` and ``--attributions`` (which words mattered).
+[--neurons] --out view.html|view.json|map.png|map.svg`` and ``--attributions`` (which words mattered).
 
 peluk/cli.py registers it with ``add_parser(sub)`` and ``COMMANDS["attention"] = cmd_attention``.
 """
@@ -20,6 +20,8 @@ def add_parser(sub):
     p.add_argument("--head", type=int, default=None, help="heat maps: the head (default: the mean over heads)")
     p.add_argument("--kind", choices=["encoder", "decoder", "cross"], help="heat maps of seq2seq models: which attention")
     p.add_argument("--max-length", type=int, dest="max_length", help="truncate the input to this many tokens")
+    p.add_argument("--neurons", action="store_true",
+                   help="also keep every head's queries and keys: adds the neuron view to .html/.json")
     p.add_argument("--attributions", action="store_true",
                    help="which words mattered for a classifier: attention rollout and gradient x input (.html/.json)")
     p.add_argument("--out", default="attention.html", help=".html (interactive, standalone), .json, .png or .svg")
@@ -63,7 +65,7 @@ def cmd_attention(args) -> int:
                    "grad_x_input": [round(v, 4) for v in a.scores["grad_x_input"]]}
     else:
         view = viz.attention(model, tok, args.text, text_pair=args.pair, target=args.target, generate=args.generate,
-                             max_length=args.max_length)
+                             max_length=args.max_length, neurons=args.neurons)
         if out.suffix.lower() in (".png", ".svg", ".pdf"):
             view.heatmap(layer=args.layer, head=args.head, kind=args.kind, path=out)
         else:

@@ -88,6 +88,17 @@ async function main() {
   langSel.value = "id"; langSel.dispatch("change");
   report.lang2 = root.attrs["data-lang"];
   report.hint = root.all((e) => (e.attrs.class || "") === "pa-hint")[0].textContent;
+  const neuronTab = root.all((e) => e.attrs["data-view"] === "neuron" && e.tagName === "BUTTON")[0];
+  if (neuronTab) {  // only when the data has queries and keys
+    neuronTab.dispatch("click");
+    report.view5 = root.attrs["data-view"];
+    const queries = root.all((e) => e.attrs["data-role"] === "neuron-query");
+    report.neuron_queries = queries.length;
+    const rects = window.document.counter.rects;
+    queries[queries.length - 1].dispatch("click");
+    report.neuron_query = +root.all((e) => e.attrs["data-role"] === "neuron-view")[0].attrs["data-query"];
+    report.neuron_rects = window.document.counter.rects - rects;
+  }
   const a = w.tensors[w.state.kind];
   report.first_row = Array.from(a.data.slice(0, a.S));  // layer 0, head 0, query 0
   console.log(JSON.stringify(report));

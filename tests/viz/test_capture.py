@@ -174,3 +174,49 @@ def test_max_length_truncates_with_special_tokens(tiny_dir):
                          " ".join(["word"] * 50), max_length=8)
     assert len(view.tokens["source"]) == 8 and view.tokens["source"][-1] == "[SEP]"
     assert view.attentions["encoder"].shape[2:] == (8, 8)
+
+
+def _scores_from_neurons(view, kind: str) -> np.ndarray:
+    n = view.neurons[kind]
+    return np.einsum("lhtd,lhsd->lhts", n["queries"], n["keys"]) * n["scale"]
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+@pytest.mark.parametrize("variant", ["gpt2", "llama-gqa-tied"])
+def test_neurons_reproduce_the_decoder_probabilities(variant, tmp_path):
+    """The captured queries and keys are the ones the scores came from (after rotary, keys per
+    query head): softmax(q·k·scale + causal mask) gives the captured probabilities back."""
+    from tests.parity.tiny_decoders import tiny_decoder
+
+    tiny_decoder(variant).save_pretrained(tmp_path)
+    ours = pm.AutoModelForCausalLM.from_pretrained(tmp_path)
+    view = viz.attention(ours, IdTokenizer(128), "hello there", neurons=True)
+    n, a = view.neurons["decoder"], view.attentions["decoder"]
+    L, H, T, _ = a.shape
+    assert n["queries"].shape[:3] == (L, H, T) and n["keys"].shape[:3] == (L, H, T)
+    causal = np.triu(np.full((T, T), -np.inf, dtype=np.float32), k=1)
+    assert np.abs(_softmax(_scores_from_neurons(view, "decoder") + causal) - a).max() < 1e-5
+    assert not viz.attention(ours, IdTokenizer(128), "hello").neurons  # only when asked for
+
+
+def test_neurons_of_every_seq2seq_kind_and_json(tmp_path):
+    from tests.parity.tiny_seq2seq import tiny_seq2seq
+
+    tiny_seq2seq("bart").save_pretrained(tmp_path)
+    ours = pm.AutoModelForSeq2SeqLM.from_pretrained(tmp_path)
+    view = viz.attention(ours, IdTokenizer(100), "a source text", target="target", neurons=True)
+    assert set(view.neurons) == {"encoder", "decoder", "cross"}
+    T = len(view.tokens["target"])
+    causal = np.triu(np.full((T, T), -np.inf, dtype=np.float32), k=1)
+    for kind, mask in (("encoder", 0.0), ("decoder", causal), ("cross", 0.0)):
+        assert np.abs(_softmax(_scores_from_neurons(view, kind) + mask) - view.attentions[kind]).max() < 1e-5, kind
+    back = viz.AttentionView.from_json(view.to_json())
+    for kind in view.neurons:
+        for part in ("queries", "keys"):
+            want = view.neurons[kind][part]
+            assert np.abs(back.neurons[kind][part] - want).max() <= 1e-3 * np.abs(want).max() + 1e-4
+        assert back.neurons[kind]["scale"] == pytest.approx(view.neurons[kind]["scale"])

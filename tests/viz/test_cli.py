@@ -29,3 +29,14 @@ def test_cli_html_png_and_attributions(tiny_dir, tmp_path, capsys):
     assert (tmp_path / "m.png").read_bytes()[:4] == b"\x89PNG"
     out = _run([path, "a good film", "--attributions", "--out", str(tmp_path / "w.html"), "--json"], capsys)
     assert json.loads(out)["label"] in {"NEG", "NEU", "POS"}
+
+
+def test_cli_neurons_json(tiny_dir, tmp_path, capsys):
+    import peluk.viz as viz
+
+    path = str(tiny_dir("bert", "sequence-classification"))
+    _run([path, "the cat sat", "--neurons", "--out", str(tmp_path / "v.json")], capsys)
+    view = viz.AttentionView.load(tmp_path / "v.json")
+    L, H, T, _ = view.attentions["encoder"].shape
+    assert view.neurons["encoder"]["queries"].shape[:3] == (L, H, T)
+    assert view.neurons["encoder"]["keys"].shape[:3] == (L, H, T)

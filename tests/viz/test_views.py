@@ -141,6 +141,19 @@ def test_renderer_runs_and_reacts_to_clicks(tmp_path):
     assert r["lang2"] == "id" and "arahkan kursor" in r["hint"].lower()
 
 
+def test_neuron_view_renders_and_picks_a_query(tmp_path):
+    """With queries and keys in the data, a neuron tab appears; clicking a query token redraws
+    the view for it (one row of cells per key: k and q × k, D cells each, plus the weight bar)."""
+    view = _view(L=2, H=3, T=5, S=7, kind="cross")
+    rng = np.random.default_rng(1)
+    view.neurons = {"cross": {"queries": rng.standard_normal((2, 3, 5, 4)).astype(np.float32),
+                              "keys": rng.standard_normal((2, 3, 7, 4)).astype(np.float32), "scale": 0.5}}
+    r = _node_report(tmp_path, view)
+    assert r["view5"] == "neuron" and r["neuron_queries"] == 5 and r["neuron_query"] == 4
+    assert r["neuron_rects"] == 4 + 7 * (2 * 4 + 1)  # q's cells, then per key k, q × k and the weight bar
+    assert "neuron_queries" not in _node_report(tmp_path, _view())  # no queries/keys: no neuron tab
+
+
 def test_renderer_large_input(tmp_path):
     """12 layers x 12 heads x 512 tokens renders (timings printed, not asserted)."""
     view = _view(L=12, H=12, T=512, seed=2)

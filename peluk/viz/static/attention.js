@@ -2,6 +2,7 @@
  * no network: the notebook output, the standalone HTML file and the web UI all inline this file.
  *
  *   PelukAttention.render(element, data)   // data: AttentionView.to_dict() (peluk-attention/1)
+ *   PelukAttention.render(element, data, {lang: "id"})   // a page's own language (default: the browser's)
  *
  * Attention tensors arrive as base64 little-endian float16/float32 with their shape
  * (layers, heads, T, S). Everything is drawn on <canvas>, so 512+ tokens stay usable: a token
@@ -18,7 +19,9 @@
       filter: "Show tokens", zoom: "Zoom", threshold: "Hide below", language: "Language",
       hint: "Hover a token to see where it looks; click a head colour to toggle it; double-click to show only that head.",
       modelHint: "Each thumbnail is one layer × head (rows: layers, columns: heads). Click one to open it in the head view.",
-      generated: "generated", query: "queries", key: "keys", weight: "weight", tokens: "tokens"
+      generated: "generated", query: "queries", key: "keys", weight: "weight", tokens: "tokens",
+      neuron: "Neuron view", qvec: "query q", kvec: "key k", product: "q × k", dot: "q · k",
+      neuronHint: "Click a query token on the left: each row shows a key vector k, the element-wise product q × k (blue positive, orange negative), their scaled dot product and the attention weight."
     },
     id: {
       head: "Tampilan head", model: "Tampilan model", heat: "Peta panas", layer: "Lapisan", attention: "Atensi",
@@ -27,7 +30,9 @@
       filter: "Tampilkan token", zoom: "Perbesar", threshold: "Sembunyikan di bawah", language: "Bahasa",
       hint: "Arahkan kursor ke sebuah token untuk melihat ke mana ia memperhatikan; klik warna head untuk menyalakan/mematikannya; klik ganda untuk hanya menampilkan head itu.",
       modelHint: "Setiap gambar kecil adalah satu lapisan × head (baris: lapisan, kolom: head). Klik untuk membukanya di tampilan head.",
-      generated: "hasil generate", query: "query", key: "key", weight: "bobot", tokens: "token"
+      generated: "hasil generate", query: "query", key: "key", weight: "bobot", tokens: "token",
+      neuron: "Tampilan neuron", qvec: "query q", kvec: "key k", product: "q × k", dot: "q · k",
+      neuronHint: "Klik sebuah token query di kiri: setiap baris menampilkan vektor key k, hasil kali per elemen q × k (biru positif, oranye negatif), hasil kali titiknya yang diskalakan, dan bobot atensinya."
     }
   };
 
@@ -115,22 +120,29 @@
 
   // ---- the widget ------------------------------------------------------------------------
   // -> Promise of the widget ({state, update}); tensors are decoded (and inflated) first
-  function render(root, data) {
+  function render(root, data, options) {
     if (typeof root === "string") root = global.document.getElementById(root);
-    var kinds = Object.keys(data.attentions);
+    var kinds = Object.keys(data.attentions), nk = Object.keys(data.neurons || {});
     root.textContent = "…";
-    return Promise.all(kinds.map(function (k) { return decodeTensor(data.attentions[k]); })).then(function (list) {
-      var tensors = {};
+    var parts = kinds.map(function (k) { return decodeTensor(data.attentions[k]); });
+    nk.forEach(function (k) { parts.push(decodeTensor(data.neurons[k].queries), decodeTensor(data.neurons[k].keys)); });
+    return Promise.all(parts).then(function (list) {
+      var tensors = {}, neurons = {};
       kinds.forEach(function (k, i) { tensors[k] = list[i]; });
-      return build(root, data, kinds, tensors);
+      nk.forEach(function (k, i) {
+        neurons[k] = { q: list[kinds.length + 2 * i], k: list[kinds.length + 2 * i + 1], scale: data.neurons[k].scale };
+      });
+      return build(root, data, kinds, tensors, options || {}, neurons);
     }).catch(function (e) { root.textContent = "peluk attention view: " + e; throw e; });
   }
 
-  function build(root, data, kinds, tensors) {
+  function build(root, data, kinds, tensors, options, neurons) {
     var st = {
-      lang: pickLanguage(), view: "head", kind: kinds[0], layer: 0, heads: null, mean: false,
-      from: 0, to: 0, zoom: 18, threshold: 0.01, hover: -1, hoverSide: null
+      lang: STRINGS[options.lang] ? options.lang : pickLanguage(),
+      view: "head", kind: kinds[0], layer: 0, heads: null, mean: false,
+      from: 0, to: 0, zoom: 18, threshold: 0.01, hover: -1, hoverSide: null, query: 0
     };
+    neurons = neurons || {};
     function T() { return STRINGS[st.lang]; }
     function tens() { return tensors[st.kind]; }
     function qTokens() { return data.tokens[data.sides[st.kind][0]]; }
@@ -170,7 +182,10 @@
       var a = tens(), t = T();
       bar.innerHTML = "";
       var tabs = el("span", { class: "pa-tabs" });
-      [["head", t.head], ["model", t.model], ["heat", t.heat]].forEach(function (v) {
+      var views = [["head", t.head], ["model", t.model], ["heat", t.heat]];
+      if (neurons[st.kind]) views.push(["neuron", t.neuron]);
+      else if (st.view === "neuron") st.view = "head";
+      views.forEach(function (v) {
         tabs.appendChild(el("button", { class: st.view === v[0] ? "on" : "", text: v[1], "data-view": v[0],
           onclick: function () { st.view = v[0]; update(); } }));
       });
@@ -373,9 +388,62 @@
       return cv.c;
     }
 
+    // neuron view (BertViz's): one head, one query token; per key its vector k, q × k element-wise,
+    // the scaled dot product and the attention weight
+    function drawNeuron() {
+      var n = neurons[st.kind], a = tens(), t = T(), qs = qTokens(), ks = kTokens(), rk = visibleRange(a.S);
+      var h = 0;
+      if (!st.mean) for (var i = 0; i < st.heads.length; i++) if (st.heads[i]) { h = i; break; }
+      var D = n.q.S, query = Math.min(st.query, a.T - 1);
+      function vec(tn, l, hh, row) { var o = ((l * tn.H + hh) * tn.T + row) * tn.S; return tn.data.subarray(o, o + tn.S); }
+      var q = vec(n.q, st.layer, h, query), rows = [], maxAbs = 1e-9, maxProd = 1e-9;
+      for (var s = rk[0]; s < rk[1]; s++) {
+        var k = vec(n.k, st.layer, h, s), prod = new Float32Array(D), dot = 0;
+        for (var d = 0; d < D; d++) {
+          prod[d] = q[d] * k[d]; dot += prod[d];
+          maxAbs = Math.max(maxAbs, Math.abs(k[d])); maxProd = Math.max(maxProd, Math.abs(prod[d]));
+        }
+        rows.push({ s: s, k: k, prod: prod, dot: dot * n.scale, w: at(a, st.layer, h, query, s) });
+      }
+      for (var d2 = 0; d2 < D; d2++) maxAbs = Math.max(maxAbs, Math.abs(q[d2]));
+      var box = el("div", { class: "pa-neuron", "data-role": "neuron-view", "data-query": query, "data-head": h });
+      var list = el("div", { class: "pa-qlist" });
+      for (var tq = 0; tq < a.T; tq++) (function (tq) {
+        list.appendChild(el("div", { class: "pa-q" + (tq === query ? " on" : ""), "data-role": "neuron-query",
+          "data-index": tq, text: cleanToken(qs[tq]), onclick: function () { st.query = tq; draw(); } }));
+      })(tq);
+      box.appendChild(list);
+      var cell = Math.max(2, Math.min(8, Math.floor(360 / D))), rh = Math.max(12, st.zoom), lab = 110;
+      var W = lab + 2 * D * cell + 24 + 170, Hpx = (rows.length + 2) * rh + 8, cv = canvas(W, Hpx), ctx = cv.ctx;
+      function cells(x, y, v, m) {  // blue positive, orange negative, stronger = larger |v|
+        for (var d = 0; d < v.length; d++) {
+          var u = Math.max(-1, Math.min(1, v[d] / m)), g = Math.round(255 * (1 - Math.abs(u)));
+          ctx.fillStyle = u >= 0 ? "rgb(" + g + "," + g + ",255)" : "rgb(255," + Math.round(150 + g * 0.41) + "," + g + ")";
+          ctx.fillRect(x + d * cell, y + 1, cell, rh - 2);
+        }
+      }
+      ctx.font = Math.min(12, rh - 2) + "px sans-serif"; ctx.textBaseline = "middle"; ctx.fillStyle = "#222";
+      var xk = lab, xp = lab + D * cell + 12, xd = xp + D * cell + 12;
+      ctx.textAlign = "left";
+      ctx.fillText(t.kvec, xk, rh / 2); ctx.fillText(t.product, xp, rh / 2); ctx.fillText(t.dot + " / " + t.weight, xd, rh / 2);
+      ctx.textAlign = "right"; ctx.fillText(t.qvec + ": " + cleanToken(qs[query]).slice(0, 10), lab - 4, rh * 1.5);
+      cells(xk, rh, q, maxAbs);
+      rows.forEach(function (r, i) {
+        var y = (i + 2) * rh;
+        ctx.fillStyle = "#222"; ctx.textAlign = "right"; ctx.fillText(cleanToken(ks[r.s]).slice(0, 16), lab - 4, y + rh / 2);
+        cells(xk, y, r.k, maxAbs); cells(xp, y, r.prod, maxProd);
+        ctx.fillStyle = "#222"; ctx.textAlign = "left"; ctx.fillText(r.dot.toFixed(2), xd, y + rh / 2);
+        ctx.fillStyle = "rgba(40,60,160,0.8)"; ctx.fillRect(xd + 50, y + 2, Math.max(1, 110 * r.w), rh - 4);
+      });
+      cv.c.setAttribute("data-role", "neuron-canvas");
+      box.appendChild(cv.c);
+      return box;
+    }
+
     function draw() {
       var top = stage.scrollTop, left = stage.scrollLeft;  // a redraw (hover, zoom) keeps the scroll position
-      var v = st.view === "model" ? drawModel() : st.view === "heat" ? drawHeat() : drawHead();
+      var v = st.view === "model" ? drawModel() : st.view === "heat" ? drawHeat() :
+        st.view === "neuron" ? drawNeuron() : drawHead();
       stage.innerHTML = "";
       stage.appendChild(v);
       stage.scrollTop = top; stage.scrollLeft = left;
@@ -384,7 +452,8 @@
     function update() {
       buildBar(); buildHeads();
       var t = T(), a = tens();
-      hint.textContent = (st.view === "model" ? t.modelHint : t.hint) + "  [" + (t[st.kind] || st.kind) + ", " +
+      hint.textContent = (st.view === "model" ? t.modelHint : st.view === "neuron" ? t.neuronHint : t.hint) +
+        "  [" + (t[st.kind] || st.kind) + ", " +
         a.L + "×" + a.H + ", " + a.T + "×" + a.S + " " + t.tokens + "]";
       draw();
       root.setAttribute("data-view", st.view); root.setAttribute("data-layer", st.layer);
@@ -407,6 +476,10 @@
     ".peluk-attention .pa-thumb{cursor:pointer;border:1px solid #ccc;line-height:0}" +
     ".peluk-attention .pa-thumb:hover{outline:2px solid #335}" +
     ".peluk-attention .pa-axis{font-size:11px;color:#555;text-align:center}" +
+    ".peluk-attention .pa-neuron{display:flex;gap:10px;align-items:flex-start}" +
+    ".peluk-attention .pa-qlist{max-height:70vh;overflow:auto;min-width:90px}" +
+    ".peluk-attention .pa-q{cursor:pointer;padding:0 4px;white-space:nowrap}" +
+    ".peluk-attention .pa-q.on{background:#335;color:#fff}" +
     ".peluk-attention .pa-tip{position:fixed;z-index:10;display:none;background:#333;color:#fff;padding:2px 6px;font-size:12px;border-radius:3px;pointer-events:none}";
 
   global.PelukAttention = { render: render, decodeTensor: decodeTensor, strings: STRINGS };
