@@ -1,11 +1,16 @@
-"""``Linear``: ``nn.Linear`` with a faster CPU inference path, and ``fused_linear``.
+"""``Linear``: ``nn.Linear`` with faster CPU paths, and ``fused_linear``.
 
 PyTorch's CPU ``F.linear`` goes through MKL's sgemm, which on AMD processors does not use
 AVX-512; oneDNN does. With the weight re-ordered ("pre-packed") once for oneDNN, a linear
 layer runs about 2.5x faster on this project's AMD EPYC machines in fp32 (bench/RESULTS.md),
-with fp32 accuracy. The fast path is taken only for inference (grad disabled) on CPU in
-fp32/bf16; training, other devices and other dtypes use ``F.linear``. Packed weights are a
-cache outside the state dict, rebuilt when a weight changes (its version counter moves).
+with fp32 accuracy. That inference path is taken with grad disabled on CPU in fp32/bf16.
+Packed weights are a cache outside the state dict, rebuilt when a weight changes (its version
+counter moves).
+
+Training in fp32 on CPU (grad enabled, no autocast) runs the forward and both backward
+matmuls through oneDNN too (:class:`_OneDNNLinearFn`; unpacked weights, as they change every
+step). Under autocast (``bf16=True``) autocast's own bf16 ``F.linear`` (oneDNN already) is used;
+other devices and dtypes use ``F.linear``.
 """
 
 from __future__ import annotations
@@ -22,9 +27,46 @@ def _fast(x: torch.Tensor, w: torch.Tensor) -> bool:
         return False
     if x.dtype not in (torch.float32, torch.bfloat16):
         return False
+    return _onednn_available()
+
+
+def _fast_training(x: torch.Tensor, w: torch.Tensor) -> bool:
+    return (x.device.type == "cpu" and x.dtype == w.dtype == torch.float32 and torch.is_grad_enabled()
+            and not torch.is_autocast_enabled("cpu") and _onednn_available())
+
+
+def _onednn_available() -> bool:
     if _ONEDNN["ok"] is None:
         _ONEDNN["ok"] = bool(torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
     return _ONEDNN["ok"]
+
+
+def _mm(a: torch.Tensor, b_t: torch.Tensor) -> torch.Tensor:
+    """a (M, K) @ b_tᵀ where b_t is (N, K): oneDNN's linear without a bias."""
+    return torch.ops.mkldnn._linear_pointwise(a.contiguous(), b_t.contiguous(), None, "none", [], "")
+
+
+class _OneDNNLinearFn(torch.autograd.Function):
+    """``F.linear`` for fp32 CPU training with oneDNN matmuls: y = x Wᵀ + b; dx = dy W; dW = dyᵀ x."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight, bias, "none", [], "")
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        g = grad.reshape(-1, grad.shape[-1])  # (M, N)
+        dx = dw = db = None
+        if ctx.needs_input_grad[0]:
+            dx = _mm(g, weight.t()).view(*grad.shape[:-1], weight.shape[1])  # (M, N) @ (N, K)
+        if ctx.needs_input_grad[1]:
+            dw = _mm(g.t(), x.reshape(-1, x.shape[-1]).t())  # (N, M) @ (M, K)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            db = g.sum(0)
+        return dx, dw, db
 
 
 def _packed(layers: tuple[nn.Linear, ...], name: str) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -65,8 +107,18 @@ class Linear(nn.Linear):
             y = _onednn(x, weight, bias, gelu)
             if y is not None:
                 return y
-        y = F.linear(x, self.weight, bias)
+        y = linear(x, self.weight, bias)
         return y if gelu is None else F.gelu(y, approximate=gelu)
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``F.linear``, with oneDNN's matmuls for fp32 CPU training (see the module docstring)."""
+    if _fast_training(x, weight):
+        try:
+            return _OneDNNLinearFn.apply(x, weight, bias)
+        except RuntimeError:  # an unusual build or shape: use F.linear from now on
+            _ONEDNN["ok"] = False
+    return F.linear(x, weight, bias)
 
 
 def fused_linear(x: torch.Tensor, *layers: nn.Linear) -> tuple[torch.Tensor, ...]:
@@ -82,4 +134,4 @@ def fused_linear(x: torch.Tensor, *layers: nn.Linear) -> tuple[torch.Tensor, ...
         y = _onednn(x, weight, bias, None)
         if y is not None:
             return y.split([m.out_features for m in layers], dim=-1)
-    return tuple(F.linear(x, m.weight, m.bias) for m in layers)
+    return tuple(linear(x, m.weight, m.bias) for m in layers)
