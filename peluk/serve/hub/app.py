@@ -8,10 +8,10 @@ Clients then use ``HF_ENDPOINT=http://127.0.0.1:8000`` (or ``HfApi(endpoint=...)
 token from ``home/admin_token`` or ``peluk.serve.hub.auth.create_token``.
 
 All routes are matched by one dispatcher on the raw request path, git smart HTTP
-(``git_http``) included: add more (web pages) with ``handlers.route`` (``stream=True`` for async
-handlers that read the body themselves), or insert Starlette routes in front of it
-(``app.router.routes.insert(0, ...)``). ``peluk hub serve`` (``cli.py``) runs it and imports the
-default models on the first start (``defaults.py``).
+(``git_http``) and the web pages (``peluk.serve.web``, registered last) included: add more with
+``handlers.route`` (``stream=True`` for async handlers that read the body themselves), or insert
+Starlette routes in front of it (``app.router.routes.insert(0, ...)``). ``peluk hub serve``
+(``cli.py``) runs it and imports the default models on the first start (``defaults.py``).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from peluk.serve.hub import git_http, lfs, protocol  # noqa: F401  (they register the git and Git LFS routes)
+from peluk.serve import web  # noqa: F401,I001  (then the web pages: a path the API and git take stays theirs)
 from peluk.serve.hub.auth import token_from_header
 from peluk.serve.hub.handlers import ROUTES, Ctx
 from peluk.serve.hub.service import MAX_FILE_SIZE, MAX_REQUEST_SIZE, Hub, TooLarge
