@@ -125,6 +125,7 @@ STRINGS: dict[str, tuple[str, str]] = {
                      "Menjalankan model sekali pada teks Anda dan menampilkan ke mana setiap token memperhatikan: "
                      "tampilan head, tampilan model (setiap lapisan × head) dan peta panas."),
     "text_pair": ("Second text (optional)", "Teks kedua (opsional)"),
+    "explore_neurons": ("Also the queries and keys (neuron view)", "Sertakan juga query dan key (tampilan neuron)"),
     "target": ("Target text (optional; generated when empty)", "Teks target (opsional; dibuat otomatis jika kosong)"),
     "run": ("Run", "Jalankan"),
     # strings for the scripts (static/widgets.js, static/explore.js)

@@ -7,7 +7,7 @@ the login cookie, and hands the ``Api`` to the hub's pages (``hub_app.state.infe
 
 The Explore route (per model, next to the HF Inference route ``POST /models/{owner}/{name}``)::
 
-    POST /models/{owner}/{name}/attention   {"text": str, "text_pair"?: str, "target"?: str}
+    POST /models/{owner}/{name}/attention   {"text": str, "text_pair"?: str, "target"?: str, "neurons"?: bool}
     → 200 the captured attention: AttentionView.to_dict("auto") (format "peluk-attention/1"),
       the JSON that peluk/viz's renderer (PelukAttention.render) draws
     → 404 unknown (or private) model; 413 a text above the server's max_input_chars;
@@ -143,6 +143,7 @@ class ExploreRequest(BaseModel):
     text_pair: str | None = Field(None, description="encoders: the second text of a sentence pair")
     target: str | None = Field(None, description="encoder-decoders: the target text, teacher-forced "
                                                  "(default: generated greedily)")
+    neurons: bool = Field(False, description="also every head's queries and keys, for the neuron view")
 
 
 def add_explore_route(app, api) -> None:
@@ -187,7 +188,7 @@ def capture(entry, body: ExploreRequest) -> str:
                                "shorten it", "validation", param=what)
         try:
             view = peluk.viz.attention(entry.model, tokenizer, body.text, text_pair=body.text_pair,
-                                       target=body.target)
+                                       target=body.target, neurons=body.neurons)
         except ValueError as e:
             raise ApiError(422, f"cannot capture the attention of {entry.source.id}: {e}", "validation") from None
     view.name = entry.source.id  # not the path it was loaded from

@@ -47,6 +47,21 @@ def test_explore_tab_head_and_model_views(open_page):
     assert page.locator("canvas[data-role=heat-map]").count() == 1
 
 
+def test_explore_neuron_view(open_page):
+    p = open_page()
+    page = p.goto("/tiny/llama/explore")
+    page.check("[data-role=explore-form] input[name=neurons]")
+    run(page, "Hello there, world")
+    page.locator(".pa-tabs button[data-view=neuron]").click()
+    assert page.locator(".peluk-attention").get_attribute("data-view") == "neuron"
+    queries = page.locator("[data-role=neuron-query]")
+    assert queries.count() >= 3
+    queries.nth(2).click()  # another query token: the view is drawn for it
+    assert page.locator("[data-role=neuron-view]").get_attribute("data-query") == "2"
+    assert page.locator("canvas[data-role=neuron-canvas]").count() == 1
+    p.shot("explore-neuron-view")
+
+
 def test_explore_in_indonesian(open_page):
     p = open_page(locale="id-ID")
     page = p.goto("/tiny/bart/explore")  # an encoder-decoder: encoder, decoder and cross-attention
@@ -72,6 +87,9 @@ def test_attention_route(web):
     assert a.shape[:2] == (3, 4) and a.shape[2] == a.shape[3] == len(view.tokens["source"])
     assert np.allclose(a.sum(-1), 1, atol=5e-3)  # every query's attention is a distribution
     assert view.tokens["source"][0] == "[CLS]" and view.meta["segments"][-1] == 1
+    with_neurons = AttentionView.from_dict(httpx.post(url, json={"text": "The cat sat.", "neurons": True}).json())
+    assert with_neurons.neurons["encoder"]["queries"].shape[:3] == with_neurons.attentions["encoder"].shape[:3]
+    assert not view.neurons  # only when asked for
     llama = httpx.post(f"{web.url}/models/tiny/llama/attention", json={"text": "Hello world"}).json()
     causal = AttentionView.from_dict(llama).attentions["decoder"]
     assert np.allclose(causal.sum(-1), 1, atol=5e-3) and np.allclose(np.triu(causal[0, 0], 1), 0)

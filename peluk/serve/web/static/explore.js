@@ -20,6 +20,7 @@
     for (const name of ["text_pair", "target"]) {
       if (form.elements[name] && form.elements[name].value.trim()) body[name] = form.elements[name].value;
     }
+    if (form.elements.neurons && form.elements.neurons.checked) body.neurons = true;
     const button = form.querySelector("button[type=submit]");
     button.disabled = true;
     root.dataset.state = "busy";
