@@ -105,8 +105,9 @@ def cmd_serve(args) -> int:
             print(f"peluk serve: imported the default models in {time.perf_counter() - t0:.1f}s: {', '.join(done)}")
     url = f"http://{args.host}:{args.port}"
     access = "anyone may use public models" if args.public else "requests need a hub token (--public: anonymous too)"
-    print(f"peluk serve: serving on {url}  (hub: HF_ENDPOINT={url}; inference: {url}/models/OWNER/NAME, "
-          f"OpenAI base_url {url}/v1, docs {url}/docs; {access})", flush=True)
+    print(f"peluk serve: serving on {url}  (web UI {url}/ and playground {url}/playground; hub: "
+          f"HF_ENDPOINT={url}; inference: {url}/models/OWNER/NAME, OpenAI base_url {url}/v1, docs {url}/docs; "
+          f"{access})", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=30)
     return 0
 
