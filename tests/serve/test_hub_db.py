@@ -17,44 +17,67 @@ from peluk.serve.hub.db import Database, Repo, now
 from tests.serve.conftest import free_port
 
 
-def _tool(name: str) -> str | None:
-    return shutil.which(name) or next((str(p) for p in Path("/usr/lib/postgresql").glob(f"*/bin/{name}")), None)
+def _bindir() -> Path | None:
+    """The directory of initdb and pg_ctl: on PATH, else Debian's newest /usr/lib/postgresql/<version>/bin."""
+    if found := shutil.which("initdb"):
+        return Path(found).parent
+    debian = [d for d in Path("/usr/lib/postgresql").glob("*/bin") if (d / "initdb").exists()]
+    return max(debian, key=lambda d: [int(x) for x in d.parent.name.split(".") if x.isdigit()], default=None)
+
+
+def _account() -> str | None:
+    """The account to run PostgreSQL as when we are root (it refuses to run as root): Debian's postgres."""
+    for name in ("postgres", "nobody"):
+        try:
+            pwd.getpwnam(name)
+            return name
+        except KeyError:
+            pass
+    return None
 
 
 @pytest.fixture(scope="module")
 def postgres_url():
-    initdb, pg_ctl = _tool("initdb"), _tool("pg_ctl")
-    if not initdb or not pg_ctl:
-        pytest.skip("PostgreSQL (initdb, pg_ctl) is not installed")
-    pytest.importorskip("psycopg")
-    root = Path(tempfile.mkdtemp(prefix="peluk-pg-"))
-    as_user = []
-    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
-        account = next((n for n in ("postgres", "nobody") if _has_user(n)), None)
+    """A throwaway PostgreSQL server on a free loopback port, stopped and removed afterwards.
+
+    Skips (saying why) without PostgreSQL's binaries, psycopg, or, as root, an account to run it as.
+    A server that is installed but does not start is an error, with its log.
+    """
+    bindir = _bindir()
+    if bindir is None or not (bindir / "pg_ctl").exists():
+        pytest.skip("PostgreSQL is not installed (no initdb/pg_ctl on PATH or in /usr/lib/postgresql/*/bin; "
+                    "Debian: apt-get install postgresql)")
+    pytest.importorskip("psycopg", reason="the PostgreSQL driver is not installed (pip install 'psycopg[binary]')")
+    as_user, account = [], None
+    if os.geteuid() == 0:
+        account = _account()
         if account is None or not shutil.which("runuser"):
-            pytest.skip("running as root without a postgres/nobody account to start PostgreSQL")
-        os.chmod(root, 0o755)
-        shutil.chown(root, account)
+            pytest.skip("running as root without a postgres/nobody account and runuser to start PostgreSQL as")
         as_user = ["runuser", "-u", account, "--"]
-    port = free_port()
-    run = lambda *cmd: subprocess.run([*as_user, *cmd], check=True, capture_output=True, cwd=root)  # noqa: E731
-    run(initdb, "-D", str(root / "data"), "-A", "trust", "-U", "peluk", "--no-sync")
-    run(pg_ctl, "-D", str(root / "data"), "-l", str(root / "log"), "-w", "-t", "60", "-o",
-        f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+    # /tmp: reachable by that account (TMPDIR may be under root's home), and short enough for the
+    # socket path (-k: the server's unix socket goes in this directory it owns, not /var/run/postgresql).
+    root = Path(tempfile.mkdtemp(prefix="peluk-pg-", dir="/tmp" if account else None))
+    if account:
+        shutil.chown(root, account)
+    data, log, port = root / "data", root / "log", free_port()
+
+    def run(*cmd: str):
+        proc = subprocess.run([*as_user, str(bindir / cmd[0]), *cmd[1:]], capture_output=True, text=True, cwd=root,
+                              timeout=120)
+        if proc.returncode != 0:
+            server_log = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+            raise RuntimeError(f"{cmd[0]} failed ({proc.returncode}):\n{proc.stderr}\n{server_log}")
+
     try:
+        run("initdb", "-D", str(data), "-A", "trust", "-U", "peluk", "--no-sync", "--encoding=UTF8", "--no-locale")
+        run("pg_ctl", "-D", str(data), "-l", str(log), "-w", "-t", "60", "-o",
+            f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
         yield f"postgresql://peluk@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run([*as_user, pg_ctl, "-D", str(root / "data"), "-m", "immediate", "stop"], capture_output=True,
-                       cwd=root)
+        if (data / "postmaster.pid").exists():
+            subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
+                           capture_output=True, cwd=root, timeout=60)
         shutil.rmtree(root, ignore_errors=True)
-
-
-def _has_user(name: str) -> bool:
-    try:
-        pwd.getpwnam(name)
-        return True
-    except KeyError:
-        return False
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

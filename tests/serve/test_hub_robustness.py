@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -59,6 +60,33 @@ def test_download_resumes_after_dropped_connection(server, name, tmp_path, monke
     gets = server.recorder.seen("GET", f"/{repo_id}/resolve/")
     assert len(gets) == 2 and gets[1]["range"].startswith("bytes=") and gets[1]["range"] != "bytes=0-"
 
+
+def test_broken_lfs_uploads_leave_nothing_behind(server, name):
+    """More bytes than announced, other bytes, a client gone mid-body: a 4xx, no object, no temp file."""
+    repo_id = f"admin/{name}"
+    server.api().create_repo(repo_id)
+    data = os.urandom(9 << 20)  # more than one batch of the server's pipelined writer
+    oid = hashlib.sha256(data).hexdigest()
+
+    def upload_url(size: int) -> str:
+        batch = httpx.post(f"{server.url}/{repo_id}.git/info/lfs/objects/batch",
+                           headers={"authorization": f"Bearer {server.admin}"},
+                           json={"operation": "upload", "objects": [{"oid": oid, "size": size}]}).json()
+        return batch["objects"][0]["actions"]["upload"]["href"]
+
+    assert httpx.put(upload_url(len(data) - 1), content=data).status_code == 400
+    assert httpx.put(upload_url(len(data)), content=os.urandom(len(data))).status_code == 400
+    href = httpx.URL(upload_url(len(data)))
+    with socket.create_connection((href.host, href.port)) as s:  # gone after 7 of the 9 MiB
+        s.sendall(f"PUT {href.raw_path.decode()} HTTP/1.1\r\nHost: {href.host}\r\n"
+                  f"Content-Length: {len(data)}\r\n\r\n".encode() + data[:7 << 20])
+    deadline = time.time() + 10
+    while list((server.home / "lfs" / "tmp").glob("upload-*")):
+        assert time.time() < deadline, "an upload's temp file stayed behind"
+        time.sleep(0.05)
+    assert server.hub.storage.lfs.size(oid) is None
+    assert httpx.put(upload_url(len(data)), content=data).status_code == 200
+    assert server.hub.storage.lfs.size(oid) == len(data)
 
 def test_concurrent_commits(server, name):
     api, repo_id = server.api(), f"admin/{name}"

@@ -272,14 +272,12 @@ def xet_token(ctx, type, repo, rev):
 def resolve(ctx, prefix, repo, rev, path):
     row, git, commit = ctx.open(protocol.PREFIX_TYPE[prefix], repo, rev)
     ctx.hub.check_gate(row, ctx.user, path)
+    method, range_header = ctx.request.method, ctx.request.headers.get("range")
     try:
-        entry = git.entry(commit, path)
-        if entry.type != "file":
-            raise EntryNotFound(f"{path} is a folder in {repo} at {rev}")
+        entry, data = git.file(commit, path, content=method == "GET")  # HEAD: no need to read the blob
     except EntryNotFound as e:  # with X-Repo-Commit, so the client can cache the absence
         return protocol.error_for(e, {HEADER_REPO_COMMIT: commit})
-    method, range_header = ctx.request.method, ctx.request.headers.get("range")
     if method == "GET" and (range_header or "bytes=0-").startswith("bytes=0-"):  # not the rest of a resumed one
         ctx.hub.count_download(row, path)
     lfs_file = ctx.hub.storage.lfs.path(entry.lfs.oid) if entry.lfs else None
-    return protocol.file_response(entry, commit, method, range_header, lfs_file, lambda: git.read(entry.oid))
+    return protocol.file_response(entry, commit, method, range_header, lfs_file, lambda: data)

@@ -8,13 +8,15 @@ the object store only once their sha256 and size match.
 
 from __future__ import annotations
 
+import asyncio
+
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 
 from peluk.hub import ERROR_REPO_NOT_FOUND, LFS_CONTENT_TYPE
 from peluk.serve.hub import protocol
 from peluk.serve.hub.handlers import route
-from peluk.serve.hub.protocol import BadRequest
+from peluk.serve.hub.protocol import BadRequest, FileResponse
 from peluk.serve.hub.service import RepoNotFound, Unauthorized
 from peluk.serve.hub.storage import SHA256, EntryNotFound, Invalid
 
@@ -44,15 +46,38 @@ async def lfs_upload(ctx, prefix, repo, oid):
     """Signed upload URL: the client sends no Authorization here (spec §7.4); the signature is the grant."""
     size = ctx.hub.check_lfs_url(protocol.PREFIX_TYPE[prefix], repo, oid, "upload", ctx.params)
     with ctx.hub.storage.lfs.writer(oid, size) as writer:  # a temp file, renamed once verified
-        buffer = bytearray()
-        async for chunk in ctx.request.stream():
-            buffer += chunk
-            if len(buffer) >= 1 << 22:
-                await run_in_threadpool(writer.write, bytes(buffer))
-                buffer.clear()
-        await run_in_threadpool(writer.write, bytes(buffer))
+        await pipe(ctx.request.stream(), writer.write)
         await run_in_threadpool(writer.finish)
     return Response()
+
+
+async def pipe(chunks, write, batch: int = 4 << 20) -> None:
+    """``write(chunk)`` every chunk in a worker thread, about ``batch`` bytes at a time.
+
+    One batch is hashed and written while the next one is received, so the network, sha256 and
+    the disk overlap; memory stays bounded (about two batches).
+    """
+    def write_all(parts: list[bytes]) -> None:
+        for part in parts:
+            write(part)
+
+    writing, parts, size = None, [], 0
+    try:
+        async for chunk in chunks:
+            parts.append(chunk)
+            size += len(chunk)
+            if size >= batch:
+                if writing is not None:
+                    await writing
+                writing, parts, size = asyncio.ensure_future(run_in_threadpool(write_all, parts)), [], 0
+        if writing is not None:
+            await writing
+        await run_in_threadpool(write_all, parts)
+    finally:
+        if writing is not None:  # when the upload broke off, the thread ends before the file is closed
+            await asyncio.wait([writing])
+            if not writing.cancelled():
+                writing.exception()  # retrieved: raised above, or superseded by the error being raised
 
 
 @route("GET", "/{prefix}{repo}.git/info/lfs/objects/{oid}")

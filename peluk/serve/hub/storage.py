@@ -459,13 +459,35 @@ class GitRepo:
     def read(self, blob: str) -> bytes:
         return self.git("cat-file", "blob", blob)
 
+    def file(self, commit: str, path: str, content: bool = True) -> tuple[Entry, bytes | None]:
+        """The file at ``path`` and, with ``content``, its blob's bytes (an LFS file's pointer), in one git call.
+
+        Raises:
+            EntryNotFound: no file there (nothing, or a folder).
+        """
+        path = path.strip("/")
+        if not _valid(path):
+            raise EntryNotFound(f"{path} does not exist on {commit}")
+        out = self.git("cat-file", "--batch" if content else "--batch-check", input=f"{commit}:{path}\n".encode())
+        header, _, data = out.partition(b"\n")
+        found = re.fullmatch(rb"([0-9a-f]{40,64}) (\w+) (\d+)", header)  # else "<name> missing"
+        if not found or found[2] != b"blob":  # nothing, a folder (tree) or a submodule (commit)
+            raise EntryNotFound(f"{path} is a folder on {commit}" if found and found[2] == b"tree"
+                                else f"{path} does not exist on {commit}")
+        oid, size = found[1].decode(), int(found[3])
+        data = data[:size] if content else None
+        lfs = None
+        if size <= MAX_POINTER_SIZE:
+            lfs = parse_pointer(data) if content else self.pointers([oid])[oid]
+        return Entry("file", path, oid, lfs.size if lfs else size, lfs), data
+
     def read_file(self, commit: str, path: str) -> bytes | None:
         """Content of a regular (non-LFS) file, None when absent or a folder."""
         try:
-            entry = self.entry(commit, path)
+            entry, data = self.file(commit, path)
         except EntryNotFound:
             return None
-        return self.read(entry.oid) if entry.type == "file" and entry.lfs is None else None
+        return data if entry.lfs is None else None
 
     def open(self, entry: Entry) -> tuple[Path | None, bytes | None]:
         """Where a file's content is: an LFS object path, or the git blob's bytes."""
