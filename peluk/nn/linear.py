@@ -41,9 +41,11 @@ def _onednn_available() -> bool:
     return _ONEDNN["ok"]
 
 
-def _mm(a: torch.Tensor, b_t: torch.Tensor) -> torch.Tensor:
-    """a (M, K) @ b_tᵀ where b_t is (N, K): oneDNN's linear without a bias."""
-    return torch.ops.mkldnn._linear_pointwise(a.contiguous(), b_t.contiguous(), None, "none", [], "")
+def _mm(a: torch.Tensor, b_t: torch.Tensor, strided_b: bool = False) -> torch.Tensor:
+    """a (M, K) @ b_tᵀ where b_t is (N, K): oneDNN's linear without a bias. ``strided_b``: pass
+    b_t as it is (a transposed weight reads faster that way than copied first)."""
+    return torch.ops.mkldnn._linear_pointwise(a.contiguous(), b_t if strided_b else b_t.contiguous(), None,
+                                              "none", [], "")
 
 
 class _OneDNNLinearFn(torch.autograd.Function):
@@ -61,7 +63,7 @@ class _OneDNNLinearFn(torch.autograd.Function):
         g = grad.reshape(-1, grad.shape[-1])  # (M, N)
         dx = dw = db = None
         if ctx.needs_input_grad[0]:
-            dx = _mm(g, weight.t()).view(*grad.shape[:-1], weight.shape[1])  # (M, N) @ (N, K)
+            dx = _mm(g, weight.t(), strided_b=True).view(*grad.shape[:-1], weight.shape[1])  # (M, N) @ (N, K)
         if ctx.needs_input_grad[1]:
             dw = _mm(g.t(), x.reshape(-1, x.shape[-1]).t())  # (N, M) @ (M, K)
         if ctx.has_bias and ctx.needs_input_grad[2]:
@@ -99,6 +101,14 @@ class Linear(nn.Linear):
     ``gelu="none"`` (exact) or ``"tanh"`` applies GELU to the output, fused into the matmul
     on the fast path; ``bias`` replaces the layer's own bias for this call.
     """
+
+    def train(self, mode: bool = True):
+        """Also drops the packed copies: an optimizer that writes weights without moving their
+        version counter (``torch.optim.AdamW(fused=True)``) would otherwise leave them stale, and
+        ``model.eval()`` / ``model.train()`` is where training and inference meet."""
+        self.__dict__.pop("_packed", None)
+        self.__dict__.pop("_packed_fused", None)
+        return super().train(mode)
 
     def forward(self, x: torch.Tensor, gelu: str | None = None, bias: torch.Tensor | None = None) -> torch.Tensor:
         bias = self.bias if bias is None else bias  # an outside bias (e.g. final_logits_bias) fuses in too
