@@ -35,3 +35,12 @@ def test_fused_optimizer_then_eval_sees_new_weights():
     layer.eval()
     with torch.no_grad():
         assert torch.allclose(layer(x), F.linear(x, layer.weight, layer.bias), atol=1e-6)
+
+
+def test_eval_on_an_eval_model_keeps_the_packed_copy():
+    layer = Linear(8, 4).eval()
+    with torch.no_grad():
+        layer(torch.randn(2, 8))
+    packed = layer.__dict__["_packed"]
+    layer.eval()  # e.g. an attention capture on a served model: no repacking afterwards
+    assert layer.__dict__["_packed"] is packed

@@ -274,7 +274,8 @@ class LlamaForCausalLM(PreTrainedModel):
         return ModelOutput(logits=self.lm_head(x[:, None]))  # (B, 1, V)
 
     def train(self, mode: bool = True):  # the plan too may hold stale packed copies (see Linear.train)
-        self._lean = None
+        if mode != self.training:
+            self._lean = None
         return super().train(mode)
 
     def __getstate__(self):  # the plan holds functions and packed copies: made again on first use

@@ -103,11 +103,12 @@ class Linear(nn.Linear):
     """
 
     def train(self, mode: bool = True):
-        """Also drops the packed copies: an optimizer that writes weights without moving their
-        version counter (``torch.optim.AdamW(fused=True)``) would otherwise leave them stale, and
-        ``model.eval()`` / ``model.train()`` is where training and inference meet."""
-        self.__dict__.pop("_packed", None)
-        self.__dict__.pop("_packed_fused", None)
+        """A change of mode also drops the packed copies: an optimizer that writes weights without
+        moving their version counter (``torch.optim.AdamW(fused=True)``) would otherwise leave them
+        stale, and ``model.eval()`` after training is where training and inference meet."""
+        if mode != self.training:
+            self.__dict__.pop("_packed", None)
+            self.__dict__.pop("_packed_fused", None)
         return super().train(mode)
 
     def forward(self, x: torch.Tensor, gelu: str | None = None, bias: torch.Tensor | None = None) -> torch.Tensor:
