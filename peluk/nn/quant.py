@@ -137,8 +137,8 @@ class QuantLinear(nn.Module):
         rows = np.asarray(data).reshape(N, -1)
         q, scale = torch.empty((N, K), dtype=torch.int8), torch.empty(N)
         for i in range(0, N, _ROWS):
-            part = cls.from_float(dequantize_gguf(rows[i:i + _ROWS], qtype, (len(rows[i:i + _ROWS]), K)),
-                                  bits=8, dtype=torch.float32)
+            chunk = rows[i:i + _ROWS]
+            part = cls.from_float(dequantize_gguf(chunk, qtype, (len(chunk), K)), bits=8, dtype=torch.float32)
             q[i:i + _ROWS], scale[i:i + _ROWS] = part.weight, part.scales
         return cls(q, scale.to(dtype), 8, 0, bias)
 

@@ -245,10 +245,8 @@ def _call(model, neurons: bool, **kwargs):
         return model(**kwargs, output_attentions=True), captured.neurons
 
 
-def _neurons(calls, row: int = 0) -> dict | None:
+def _neurons(calls, row: int = 0) -> dict:
     """(q, k, scale) per layer → {"queries": (layers, H, T, D), "keys": (layers, H, S, D), "scale"}."""
-    if not calls:
-        return None
     return {"queries": _stack([q for q, _, _ in calls], row), "keys": _stack([k for _, k, _ in calls], row),
             "scale": float(calls[0][2] if calls[0][2] is not None else 1.0 / np.sqrt(calls[0][0].shape[-1]))}
 
